@@ -1,0 +1,322 @@
+"""params.yaml: loading and validation.
+
+Every stage calls `load_params` before touching data or models, so a bad value stops
+the pipeline with a message naming the key and what was expected, before any compute.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+# Keys an epoch entry may override for that epoch only (see docs/algorithm.md).
+EPOCH_OVERRIDE_KEYS = {
+    "sample_ratio": ("alphavil", "sample_ratio"),
+    "lr": ("train", "lr"),
+    "alpha_steps": ("alpha", "steps"),
+    "alpha_lr": ("alpha", "lr"),
+}
+
+_EPOCH_ID = re.compile(r"^ep\d+$")
+_NAME = re.compile(r"^[A-Za-z][A-Za-z0-9_]*$")
+
+
+class ParamsError(ValueError):
+    """A params.yaml value is missing or out of range; the message names the key."""
+
+
+@dataclass(frozen=True)
+class TaskSpec:
+    name: str
+    label: str
+    label_noise: float = 0.0
+    dataset: str | None = None  # NLU tasks: which dataset this task reads
+
+
+@dataclass(frozen=True)
+class EpochSpec:
+    id: str
+    prev: str
+    n: int
+    overrides: dict = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Params:
+    raw: dict
+    seeds: list[int]
+    target: str
+    tasks: dict[str, TaskSpec]
+    epochs: list[EpochSpec]
+    methods: list[str]
+
+    def section(self, name: str) -> dict:
+        return self.raw[name]
+
+    def epoch(self, epoch_id: str) -> EpochSpec:
+        for ep in self.epochs:
+            if ep.id == epoch_id:
+                return ep
+        raise ParamsError(f"params.yaml: epochs has no entry with id {epoch_id!r} "
+                          f"(ids: {[e.id for e in self.epochs]})")
+
+    def for_epoch(self, epoch_id: str) -> dict:
+        """The raw params with that epoch's overrides applied."""
+        merged = {k: (dict(v) if isinstance(v, dict) else v) for k, v in self.raw.items()}
+        for key, value in self.epoch(epoch_id).overrides.items():
+            section, sub = EPOCH_OVERRIDE_KEYS[key]
+            merged[section][sub] = value
+        return merged
+
+
+class _Checker:
+    """Collects every problem so one run reports all of them, not just the first."""
+
+    def __init__(self, raw: dict, source: str):
+        self.raw = raw
+        self.source = source
+        self.errors: list[str] = []
+
+    def fail(self, key: str, expected: str, got: Any = None, show_got: bool = True) -> None:
+        msg = f"{key}: expected {expected}"
+        if show_got:
+            msg += f", got {got!r}"
+        self.errors.append(msg)
+
+    def get(self, key: str, default: Any = ...) -> Any:
+        node: Any = self.raw
+        for part in key.split("."):
+            if not isinstance(node, dict) or part not in node:
+                if default is ...:
+                    self.errors.append(f"{key}: missing (required)")
+                    return None
+                return default
+            node = node[part]
+        return node
+
+    def number(self, key: str, *, low: float | None = None, high: float | None = None,
+               low_open: bool = False, integer: bool = False, default: Any = ...) -> Any:
+        value = self.get(key, default)
+        if value is None:
+            return None
+        kind = "an integer" if integer else "a number"
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or (
+                integer and not isinstance(value, int)):
+            self.fail(key, kind, value)
+            return None
+        if not math.isfinite(value):
+            self.fail(key, f"a finite {kind[2:] if integer else 'number'}", value)
+            return None
+        if low is not None and (value < low or (low_open and value == low)):
+            bound = f"> {low}" if low_open else f">= {low}"
+            rng = bound if high is None else (
+                f"in ({low}, {high}]" if low_open else f"in [{low}, {high}]")
+            self.fail(key, f"{kind} {rng}", value)
+            return None
+        if high is not None and value > high:
+            rng = f"in ({low}, {high}]" if low_open else f"in [{low}, {high}]"
+            self.fail(key, f"{kind} {rng}", value)
+            return None
+        return value
+
+    def choice(self, key: str, options, default: Any = ...) -> Any:
+        value = self.get(key, default)
+        if value is None:
+            return None
+        if value not in options:
+            self.fail(key, f"one of {sorted(options)}", value)
+            return None
+        return value
+
+    def mapping(self, key: str, default: Any = ...) -> dict | None:
+        value = self.get(key, default)
+        if value is None:
+            return None
+        if not isinstance(value, dict):
+            self.fail(key, "a mapping", value)
+            return None
+        return value
+
+
+def _check_tasks(c: _Checker) -> dict[str, TaskSpec]:
+    from .tasks import TASK_LABELS  # one registry of task kinds
+
+    tasks_raw = c.mapping("tasks")
+    tasks: dict[str, TaskSpec] = {}
+    if tasks_raw is None:
+        return tasks
+    if not tasks_raw:
+        c.fail("tasks", "at least one task", tasks_raw)
+    for name, spec in tasks_raw.items():
+        key = f"tasks.{name}"
+        if not isinstance(name, str) or not _NAME.match(name):
+            c.fail("tasks", "task names made of letters, digits and '_', starting with a letter",
+                   name)
+            continue
+        if not isinstance(spec, dict):
+            c.fail(key, "a mapping with 'label' (and optionally 'label_noise')", spec)
+            continue
+        unknown = set(spec) - {"label", "label_noise", "dataset"}
+        if unknown:
+            c.fail(key, "only the keys label, label_noise, dataset", sorted(unknown))
+        label = c.choice(f"{key}.label", TASK_LABELS)
+        noise = c.number(f"{key}.label_noise", low=0.0, high=1.0, default=0.0)
+        dataset = spec.get("dataset")
+        if label is not None and noise is not None:
+            tasks[name] = TaskSpec(name=name, label=label, label_noise=float(noise),
+                                   dataset=dataset)
+    return tasks
+
+
+def _check_epochs(c: _Checker) -> list[EpochSpec]:
+    raw = c.get("epochs")
+    if raw is None:
+        return []
+    if not isinstance(raw, list) or not raw:
+        c.fail("epochs", "a non-empty list of {id, prev, n, overrides} entries "
+               "(rewrite it with `python -m alphavil.schedule N`)", raw)
+        return []
+    epochs: list[EpochSpec] = []
+    prev = "base"
+    for i, entry in enumerate(raw):
+        key = f"epochs[{i}]"
+        if not isinstance(entry, dict):
+            c.fail(key, "a mapping {id, prev, n, overrides}", entry)
+            return []
+        expected = {"id": f"ep{i}", "prev": prev, "n": i + 1}
+        for k, v in expected.items():
+            if entry.get(k) != v:
+                c.fail(f"{key}.{k}", f"{v!r} (epochs form a chain ep0 <- base, ep1 <- ep0, ...; "
+                       "rewrite with `python -m alphavil.schedule N`)", entry.get(k))
+        overrides = entry.get("overrides", {})
+        if overrides is None:
+            overrides = {}
+        if not isinstance(overrides, dict):
+            c.fail(f"{key}.overrides", "a mapping (may be empty: {})", overrides)
+            overrides = {}
+        for ok, ov in overrides.items():
+            if ok not in EPOCH_OVERRIDE_KEYS:
+                c.errors.append(f"{key}.overrides: unknown key {ok!r}; expected one of "
+                                f"{sorted(EPOCH_OVERRIDE_KEYS)}")
+        unknown = set(entry) - {"id", "prev", "n", "overrides"}
+        if unknown:
+            c.fail(key, "only the keys id, prev, n, overrides", sorted(unknown))
+        epochs.append(EpochSpec(id=f"ep{i}", prev=prev, n=i + 1, overrides=dict(overrides)))
+        prev = f"ep{i}"
+    return epochs
+
+
+def _check_overrides_ranges(c: _Checker, epochs: list[EpochSpec]) -> None:
+    ranges = {
+        "sample_ratio": dict(low=0.0, high=1.0, low_open=True),
+        "lr": dict(low=0.0, low_open=True),
+        "alpha_steps": dict(low=0, integer=True),
+        "alpha_lr": dict(low=0.0, low_open=True),
+    }
+    for i, ep in enumerate(epochs):
+        for k, v in ep.overrides.items():
+            if k in ranges:
+                c.number(f"epochs[{i}].overrides.{k}", **ranges[k])
+
+
+def validate(raw: Any, source: str = "params.yaml") -> Params:
+    """Check every key the pipeline reads; raise ParamsError listing all problems."""
+    from .digits import DIGIT_SOURCES
+    from .methods import METHODS
+    from .models import MODEL_KINDS
+
+    if not isinstance(raw, dict):
+        raise ParamsError(f"{source}: expected a mapping at the top level, got {type(raw).__name__}")
+    c = _Checker(raw, source)
+
+    seeds = c.get("seeds")
+    if seeds is not None:
+        if (not isinstance(seeds, list) or not seeds
+                or any(isinstance(s, bool) or not isinstance(s, int) or s < 0 for s in seeds)):
+            c.fail("seeds", "a non-empty list of non-negative integers", seeds)
+            seeds = None
+        elif len(set(seeds)) != len(seeds):
+            c.fail("seeds", "no repeated seed", seeds)
+            seeds = None
+
+    tasks = _check_tasks(c)
+    target = c.get("target")
+    if target is not None and tasks and target not in tasks:
+        c.fail("target", f"one of the task names {list(tasks)}", target)
+
+    setting = c.choice("setting", {"vision", "nlu"}, default="vision")
+    if setting == "vision":
+        c.mapping("data")
+        c.choice("data.source", DIGIT_SOURCES)
+        c.mapping("data.source_args", default={})
+        c.number("data.seed", low=0, integer=True)
+        for split in ("train", "dev", "test"):
+            c.number(f"data.digit_split.{split}", low=0.0, high=1.0, low_open=True)
+        fr = c.get("data.digit_split", default=None)
+        if isinstance(fr, dict) and all(isinstance(fr.get(s), (int, float)) for s in
+                                        ("train", "dev", "test")):
+            if sum(fr[s] for s in ("train", "dev", "test")) > 1.0 + 1e-9:
+                c.fail("data.digit_split", "fractions summing to at most 1", fr)
+        for n in ("n_train", "n_dev", "n_test"):
+            c.number(f"data.{n}", low=1, integer=True)
+        canvas = c.number("data.canvas", low=28, integer=True)
+        c.number("data.image_size", low=8, integer=True)
+        jitter = c.number("data.jitter", low=0, integer=True)
+        if canvas is not None and jitter is not None and 28 + jitter > canvas:
+            c.fail("data.jitter", f"at most data.canvas - 28 = {canvas - 28}", jitter)
+
+    c.mapping("model")
+    c.choice("model.kind", MODEL_KINDS)
+
+    c.choice("train.optimizer", {"sgd", "adam", "adamw"})
+    c.number("train.lr", low=0.0, low_open=True)
+    c.number("train.batch_size", low=1, integer=True)
+    c.number("base.warmup_steps", low=0, integer=True)
+
+    c.number("alphavil.sample_ratio", low=0.0, high=1.0, low_open=True)
+    from .core import WEIGHT_RULES
+    c.choice("alphavil.weight_rule", WEIGHT_RULES)
+    c.number("alphavil.weight_floor", default=None)
+
+    c.number("alpha.init", default=1.0)
+    c.number("alpha.steps", low=0, integer=True)
+    c.number("alpha.lr", low=0.0, low_open=True)
+    c.choice("alpha.optimizer", {"sgd", "adam"})
+    c.number("alpha.batch_size", low=1, integer=True)
+
+    methods = c.get("methods")
+    if methods is not None:
+        if not isinstance(methods, list) or not methods:
+            c.fail("methods", f"a non-empty list of method names from {sorted(METHODS)}", methods)
+            methods = None
+        else:
+            for m in methods:
+                if m not in METHODS:
+                    c.fail("methods", f"names from {sorted(METHODS)}", m)
+            if len(set(methods)) != len(methods):
+                c.fail("methods", "no repeated method", methods)
+
+    epochs = _check_epochs(c)
+    _check_overrides_ranges(c, epochs)
+
+    if c.errors:
+        lines = "\n  - ".join(c.errors)
+        raise ParamsError(f"{source} is invalid:\n  - {lines}")
+    return Params(raw=raw, seeds=list(seeds), target=target, tasks=tasks, epochs=epochs,
+                  methods=list(methods))
+
+
+def load_params(path: str | Path = "params.yaml") -> Params:
+    path = Path(path)
+    if not path.is_file():
+        raise ParamsError(f"{path}: file not found (run from the repository root)")
+    try:
+        raw = yaml.safe_load(path.read_text())
+    except yaml.YAMLError as err:
+        raise ParamsError(f"{path}: not valid YAML: {err}") from None
+    return validate(raw, str(path))

@@ -1,0 +1,47 @@
+"""What a method needs to train one seed: params, the model, and the task splits."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from . import layout
+from .config import Params
+from .data import TaskSplit, load_meta, load_task_split, num_classes
+from .models import MultiTaskModel, build_model
+
+
+@dataclass
+class RunContext:
+    params: Params
+    seed: int
+    data_dir: Path
+    model: MultiTaskModel
+    meta: dict
+    _cache: dict = field(default_factory=dict)
+
+    @classmethod
+    def build(cls, params: Params, seed: int, data_dir: str | Path = layout.DATA) -> "RunContext":
+        data_dir = Path(data_dir)
+        meta = load_meta(data_dir)
+        classes = num_classes(data_dir)
+        missing = [t for t in params.tasks if t not in classes]
+        if missing:
+            raise ValueError(f"{data_dir}: prepared data lacks tasks {missing}; re-run prepare")
+        model = build_model(params.section("model"), {t: classes[t] for t in params.tasks},
+                            meta, seed)
+        return cls(params=params, seed=seed, data_dir=data_dir, model=model, meta=meta)
+
+    def split(self, split: str, task: str) -> TaskSplit:
+        key = (split, task)
+        if key not in self._cache:
+            self._cache[key] = load_task_split(self.data_dir, split, task)
+        return self._cache[key]
+
+    @property
+    def tasks(self) -> list[str]:
+        return list(self.params.tasks)
+
+    @property
+    def target(self) -> str:
+        return self.params.target

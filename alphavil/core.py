@@ -1,0 +1,118 @@
+"""αVIL's arithmetic: task deltas, the α-weighted combination, α estimation on the
+target's dev loss, the merge, and the task-weight update (docs/algorithm.md)."""
+
+from __future__ import annotations
+
+import math
+from typing import Callable, Iterable
+
+import torch
+from torch import nn
+from torch.func import functional_call
+
+from .data import TaskSplit
+from .models import load_trainable, trainable_state
+from .training import (PassStats, make_optimizer, minibatches, sample_indices, task_batches,
+                       task_loss, train_pass)
+
+Params = dict[str, torch.Tensor]
+
+
+def task_parameter_names(model: nn.Module, task: str) -> list[str]:
+    """What a fine-tune on `task` may change: the shared trunk and the task's own head."""
+    return [n for n, p in model.named_parameters()
+            if p.requires_grad and (n.startswith("trunk.") or n.startswith(f"heads.{task}."))]
+
+
+def compute_delta(before: Params, after: Params, names: Iterable[str]) -> Params:
+    return {n: after[n] - before[n] for n in names}
+
+
+def finetune_task(model: nn.Module, theta: Params, split: TaskSplit, task: str, *,
+                  weight: float, ratio: float, batch_size: int, optimizer: str, lr: float,
+                  g: torch.Generator, where: str,
+                  on_step: Callable[[int, float], None] | None = None) -> tuple[Params, PassStats]:
+    """Start from θ, train one pass over a ρ-subset of the task's data with loss w_k·L_k,
+    return δ_k = θ_k − θ over the parameters the task touches."""
+    load_trainable(model, theta)
+    names = task_parameter_names(model, task)
+    own = dict(model.named_parameters())
+    opt = make_optimizer(optimizer, [own[n] for n in names], lr)
+    idx = sample_indices(len(split), ratio, g)
+    stats = train_pass(model, task_batches(task, split, idx, batch_size, weight), opt,
+                       where=where, on_step=on_step)
+    after = trainable_state(model)
+    return compute_delta(theta, after, names), stats
+
+
+def combine(theta: Params, deltas: list[Params], alpha: torch.Tensor) -> Params:
+    """θ_α = θ + Σ_k α_k δ_k, differentiable with respect to α."""
+    out: Params = {}
+    for name, value in theta.items():
+        terms = [alpha[k] * d[name] for k, d in enumerate(deltas) if name in d]
+        out[name] = value + torch.stack(terms).sum(0) if terms else value
+    return out
+
+
+def dev_loss(model: nn.Module, theta: Params, deltas: list[Params], alpha: torch.Tensor,
+             dev: TaskSplit, target: str, idx: torch.Tensor) -> torch.Tensor:
+    inputs, labels = dev.batch(idx)
+    logits = functional_call(model, combine(theta, deltas, alpha), (inputs, target))
+    return task_loss(logits, labels).mean()
+
+
+def estimate_alpha(model: nn.Module, theta: Params, deltas: list[Params], dev: TaskSplit,
+                   target: str, *, init: float, steps: int, lr: float, optimizer: str,
+                   batch_size: int, g: torch.Generator, where: str) -> tuple[list[float], dict]:
+    """Minimise the target's dev loss of θ + Σ α_k δ_k over α only (θ, δ frozen)."""
+    model.eval()
+    alpha = torch.full((len(deltas),), float(init), dtype=torch.float32, requires_grad=True)
+    opt = (torch.optim.Adam([alpha], lr=lr) if optimizer == "adam"
+           else torch.optim.SGD([alpha], lr=lr))
+    all_idx = torch.arange(len(dev))
+    with torch.no_grad():
+        before = float(dev_loss(model, theta, deltas, alpha, dev, target, all_idx))
+    losses: list[float] = []
+    batches: list[torch.Tensor] = []
+    for step in range(steps):
+        if not batches:  # a fresh shuffled pass over the dev split
+            batches = list(minibatches(torch.randperm(len(dev), generator=g), batch_size))
+        loss = dev_loss(model, theta, deltas, alpha, dev, target, batches.pop(0))
+        value = float(loss.detach())
+        if not math.isfinite(value):
+            raise FloatingPointError(f"{where}: target dev loss is {value} at α step {step}")
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        if not torch.isfinite(alpha).all():
+            raise FloatingPointError(f"{where}: α became {alpha.detach().tolist()} at step "
+                                     f"{step}; lower alpha.lr")
+        losses.append(value)
+    with torch.no_grad():
+        after = float(dev_loss(model, theta, deltas, alpha, dev, target, all_idx))
+    return alpha.detach().tolist(), {"dev_loss_at_init": before, "dev_loss_after": after,
+                                      "step_losses": losses}
+
+
+def merge(theta: Params, weighted_deltas: Iterable[tuple[float, Params]]) -> Params:
+    """θ + Σ_k α_k δ_k, accumulated one delta at a time so only one is held in memory."""
+    out = {n: v.clone() for n, v in theta.items()}
+    for a, delta in weighted_deltas:
+        for name, d in delta.items():
+            out[name].add_(d, alpha=a)
+    return out
+
+
+WEIGHT_RULES: dict[str, Callable[[float, float], float]] = {
+    "additive": lambda w, a: w + (a - 1.0),  # the paper's rule
+    "alpha": lambda w, a: a,
+}
+
+
+def update_weights(weights: dict[str, float], alphas: dict[str, float], rule: str,
+                   floor: float | None) -> dict[str, float]:
+    fn = WEIGHT_RULES[rule]
+    new = {t: fn(weights[t], alphas[t]) for t in weights}
+    if floor is not None:
+        new = {t: max(floor, w) for t, w in new.items()}
+    return new

@@ -1,0 +1,91 @@
+"""Prepared data on disk: one safetensors file per split plus meta.json.
+
+Vision tasks share the split's images and differ only in their label tensor, so a task's
+view costs no copy. Loaded files are kept per process: a stage that evaluates many
+checkpoints reads each split once.
+"""
+
+from __future__ import annotations
+
+import functools
+import zlib
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from .artifacts import ArtifactError, load_tensors, read_json, save_tensors, write_json
+from .config import Params
+from .multimnist import SPLITS, ComposedSplit
+from .tasks import TASK_LABELS, make_labels
+
+
+@dataclass
+class TaskSplit:
+    inputs: dict[str, torch.Tensor]
+    labels: torch.Tensor
+
+    def __len__(self) -> int:
+        return len(self.labels)
+
+    def batch(self, idx: torch.Tensor) -> tuple[dict[str, torch.Tensor], torch.Tensor]:
+        return {k: v[idx] for k, v in self.inputs.items()}, self.labels[idx]
+
+
+def task_rng(data_seed: int, task: str) -> np.random.Generator:
+    return np.random.default_rng([data_seed, zlib.crc32(task.encode())])
+
+
+def save_prepared(out_dir: str | Path, splits: dict[str, ComposedSplit], params: Params) -> None:
+    """Label noise is applied to the training split only: dev and test keep measuring the
+    real task, so α estimation and reported accuracy are never scored on noise."""
+    out_dir = Path(out_dir)
+    data_seed = params.section("data")["seed"]
+    for split, comp in splits.items():
+        tensors = {
+            "images": torch.from_numpy(comp.images),
+            "left": torch.from_numpy(comp.left),
+            "right": torch.from_numpy(comp.right),
+            "left_src": torch.from_numpy(comp.left_src),
+            "right_src": torch.from_numpy(comp.right_src),
+        }
+        for name, spec in params.tasks.items():
+            noise = spec.label_noise if split == "train" else 0.0
+            labels = make_labels(spec.label, comp.left, comp.right, noise,
+                                 task_rng(data_seed, name))
+            tensors[f"label.{name}"] = torch.from_numpy(labels)
+        save_tensors(out_dir / f"{split}.safetensors", tensors, {"split": split})
+    write_json(out_dir / "meta.json", {
+        "setting": "vision",
+        "tasks": {name: {"label": s.label, "label_noise": s.label_noise,
+                         "num_classes": TASK_LABELS[s.label].num_classes}
+                  for name, s in params.tasks.items()},
+        "sizes": {split: int(len(c.left)) for split, c in splits.items()},
+        "image_size": int(next(iter(splits.values())).images.shape[-1]),
+    })
+
+
+@functools.lru_cache(maxsize=8)
+def _load_split_file(path: str) -> dict[str, torch.Tensor]:
+    tensors, _ = load_tensors(path)
+    return tensors
+
+
+def load_meta(data_dir: str | Path) -> dict:
+    return read_json(Path(data_dir) / "meta.json")
+
+
+def num_classes(data_dir: str | Path) -> dict[str, int]:
+    return {t: int(m["num_classes"]) for t, m in load_meta(data_dir)["tasks"].items()}
+
+
+def load_task_split(data_dir: str | Path, split: str, task: str) -> TaskSplit:
+    if split not in SPLITS:
+        raise ValueError(f"split must be one of {SPLITS}, got {split!r}")
+    tensors = _load_split_file(str(Path(data_dir) / f"{split}.safetensors"))
+    key = f"label.{task}"
+    if key not in tensors:
+        raise ArtifactError(f"{data_dir}/{split}.safetensors has no labels for task {task!r}; "
+                            "re-run the prepare stage")
+    return TaskSplit(inputs={"images": tensors["images"]}, labels=tensors[key])

@@ -1,0 +1,20 @@
+"""The one registry of training methods, selected by name in params.yaml (`methods:`).
+Adding a method is one module with a `Method` subclass and one line here."""
+
+from __future__ import annotations
+
+from .alphavil import AlphaVIL
+from .base import Method
+from .joint import SingleTask, UniformMTL
+
+METHODS: dict[str, type[Method]] = {
+    AlphaVIL.name: AlphaVIL,
+    UniformMTL.name: UniformMTL,
+    SingleTask.name: SingleTask,
+}
+
+
+def get_method(name: str) -> type[Method]:
+    if name not in METHODS:
+        raise KeyError(f"methods: unknown method {name!r}; expected one of {sorted(METHODS)}")
+    return METHODS[name]

@@ -1,0 +1,60 @@
+"""αVIL (Kourdis, Gordon-Hall & Gorinski 2024): per-task deltas, α fitted on the target's
+dev loss, α-weighted merge, task weights updated from α."""
+
+from __future__ import annotations
+
+from typing import Callable, Iterable
+
+from ..config import EpochSpec
+from ..core import estimate_alpha, finetune_task, merge, update_weights
+from ..seeding import generator
+from ..training import PassStats
+from .base import Method, Params
+
+
+class AlphaVIL(Method):
+    name = "alphavil"
+    staged = True
+
+    def initial_state(self) -> dict:
+        return {"weights": {t: 1.0 for t in self.ctx.tasks}}
+
+    def finetune(self, epoch: EpochSpec, theta: Params, state: dict, task: str,
+                 on_step: Callable[[int, float], None] | None = None) -> tuple[Params, PassStats]:
+        p = self.ctx.params.for_epoch(epoch.id)
+        return finetune_task(
+            self.ctx.model, theta, self.ctx.split("train", task), task,
+            weight=float(state["weights"][task]), ratio=p["alphavil"]["sample_ratio"],
+            batch_size=p["train"]["batch_size"], optimizer=p["train"]["optimizer"],
+            lr=p["train"]["lr"], g=generator(self.ctx.seed, epoch.id, task, "sample"),
+            where=f"seed {self.ctx.seed}, epoch {epoch.id}, fine-tune of task {task!r}",
+            on_step=on_step)
+
+    def estimate(self, epoch: EpochSpec, theta: Params,
+                 deltas: dict[str, Params]) -> tuple[dict[str, float], dict]:
+        a = self.ctx.params.for_epoch(epoch.id)["alpha"]
+        tasks = list(deltas)
+        alphas, trace = estimate_alpha(
+            self.ctx.model, theta, [deltas[t] for t in tasks],
+            self.ctx.split("dev", self.ctx.target), self.ctx.target,
+            init=a["init"], steps=a["steps"], lr=a["lr"], optimizer=a["optimizer"],
+            batch_size=a["batch_size"], g=generator(self.ctx.seed, epoch.id, "alpha"),
+            where=f"seed {self.ctx.seed}, epoch {epoch.id}, α estimation")
+        return dict(zip(tasks, alphas)), trace
+
+    def merge(self, theta: Params, alphas: dict[str, float],
+              deltas: Iterable[tuple[str, Params]]) -> Params:
+        return merge(theta, ((alphas[t], d) for t, d in deltas))
+
+    def next_state(self, epoch: EpochSpec, state: dict, alphas: dict[str, float]) -> dict:
+        av = self.ctx.params.for_epoch(epoch.id)["alphavil"]
+        weights = update_weights(state["weights"], alphas, av["weight_rule"],
+                                 av.get("weight_floor"))
+        return {"weights": weights, "alpha": alphas}
+
+    def run_epoch(self, epoch: EpochSpec, theta: Params, state: dict) -> tuple[Params, dict]:
+        """The whole epoch in one process (tests, benchmarks); the DVC pipeline runs the
+        same three steps as separate stages."""
+        deltas = {t: self.finetune(epoch, theta, state, t)[0] for t in self.ctx.tasks}
+        alphas, _ = self.estimate(epoch, theta, deltas)
+        return self.merge(theta, alphas, deltas.items()), self.next_state(epoch, state, alphas)

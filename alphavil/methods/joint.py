@@ -1,0 +1,65 @@
+"""Joint training on a mix of tasks with one optimizer: the shared loop of the baselines."""
+
+from __future__ import annotations
+
+import torch
+
+from ..config import EpochSpec
+from ..models import load_trainable, trainable_state
+from ..seeding import generator
+from ..training import Batch, make_optimizer, sample_indices, task_batches, train_pass
+from .base import Method, Params
+
+
+def round_robin(streams: list[list[Batch]]) -> list[Batch]:
+    """Alternate between tasks one batch at a time until every stream is used up."""
+    out: list[Batch] = []
+    for i in range(max((len(s) for s in streams), default=0)):
+        out.extend(s[i] for s in streams if i < len(s))
+    return out
+
+
+class JointTraining(Method):
+    """Each epoch: the same ρ-subset of each task that αVIL's fine-tunes see (same seeds),
+    interleaved, one optimizer over all parameters, per-example loss weights from
+    `example_weights`."""
+
+    def epoch_tasks(self) -> list[str]:
+        return self.ctx.tasks
+
+    def example_weights(self, epoch: EpochSpec, task: str, state: dict) -> float | torch.Tensor:
+        return 1.0
+
+    def before_epoch(self, epoch: EpochSpec, state: dict) -> dict:
+        return state
+
+    def run_epoch(self, epoch: EpochSpec, theta: Params, state: dict) -> tuple[Params, dict]:
+        p = self.ctx.params.for_epoch(epoch.id)
+        model = self.ctx.model
+        load_trainable(model, theta)
+        state = self.before_epoch(epoch, state)
+        streams = []
+        for task in self.epoch_tasks():
+            split = self.ctx.split("train", task)
+            idx = sample_indices(len(split), p["alphavil"]["sample_ratio"],
+                                 generator(self.ctx.seed, epoch.id, task, "sample"))
+            streams.append(list(task_batches(task, split, idx, p["train"]["batch_size"],
+                                             self.example_weights(epoch, task, state))))
+        opt = make_optimizer(p["train"]["optimizer"],
+                             [q for q in model.parameters() if q.requires_grad], p["train"]["lr"])
+        train_pass(model, round_robin(streams), opt,
+                   where=f"{self.name}, seed {self.ctx.seed}, epoch {epoch.id}")
+        return trainable_state(model), state
+
+
+class UniformMTL(JointTraining):
+    """Standard multitask training: every task, equal weights."""
+    name = "uniform"
+
+
+class SingleTask(JointTraining):
+    """The target task alone."""
+    name = "single_task"
+
+    def epoch_tasks(self) -> list[str]:
+        return [self.ctx.target]

@@ -1,0 +1,227 @@
+"""What each DVC stage does. Stage scripts in stages/ parse arguments and call these."""
+
+from __future__ import annotations
+
+import math
+import shutil
+from pathlib import Path
+
+import torch
+
+from . import layout
+from .artifacts import (ArtifactError, check_compatible, checkpoint_digest, load_checkpoint,
+                        load_delta, read_json, save_checkpoint, save_delta, write_json)
+from .config import Params, ParamsError, load_params
+from .context import RunContext
+from .methods import METHODS, get_method
+from .methods.alphavil import AlphaVIL
+from .methods.joint import round_robin
+from .models import load_trainable, trainable_state
+from .seeding import generator, set_determinism
+from .steplog import say, step_logger
+from .training import make_optimizer, minibatches, task_batches, train_pass
+
+
+def _start(seed: int, params_path: str | Path) -> Params:
+    params = load_params(params_path)
+    if seed not in params.seeds:
+        raise ParamsError(f"seed {seed} is not in params.yaml seeds {params.seeds}")
+    set_determinism(seed)
+    return params
+
+
+def check_epoch_args(params: Params, epoch_id: str, cli_overrides: dict) -> None:
+    """The cmd line carries the epoch's overrides only so DVC sees them change; they must
+    agree with params.yaml, the single source of knobs."""
+    ep = params.epoch(epoch_id)
+    given = {k: v for k, v in cli_overrides.items() if v is not None}
+    agree = set(given) == set(ep.overrides) and all(
+        float(given[k]) == float(ep.overrides[k]) for k in given)
+    if not agree:
+        raise ParamsError(f"epoch {epoch_id}: dvc.yaml passed overrides {given} but params.yaml "
+                          f"has {ep.overrides}; run `dvc repro` so the command is re-rendered")
+
+
+def _load_prev(ctx: RunContext, method: str, epoch_id: str) -> tuple[dict, dict, str]:
+    folder = layout.checkpoint_dir(method, ctx.seed, epoch_id)
+    theta, state = load_checkpoint(folder)
+    check_compatible(str(folder), theta, trainable_state(ctx.model), subset=False)
+    return theta, state, checkpoint_digest(folder)
+
+
+# --- prepare --------------------------------------------------------------------------
+
+def prepare(params_path: str | Path = "params.yaml", out_dir: Path = layout.DATA) -> None:
+    params = load_params(params_path)
+    setting = params.raw.get("setting", "vision")
+    if setting == "nlu":
+        from .nlu.prepare import prepare_nlu
+
+        prepare_nlu(params, out_dir)
+        return
+    from .data import save_prepared
+    from .digits import load_digits
+    from .multimnist import build
+
+    d = params.section("data")
+    say(f"prepare: loading digits from {d['source']!r}")
+    digits, labels = load_digits(d["source"], d.get("source_args") or {})
+    splits = build(digits, labels, d)
+    if out_dir.exists():
+        shutil.rmtree(out_dir)
+    save_prepared(out_dir, splits, params)
+    say(f"prepare: wrote {', '.join(f'{s} {len(c.left)}' for s, c in splits.items())} "
+        f"images to {out_dir}")
+
+
+# --- train_base -----------------------------------------------------------------------
+
+def train_base(seed: int, params_path: str | Path = "params.yaml") -> None:
+    """θ_0: the seeded initialisation (a pretrained encoder for NLU), optionally warmed up
+    with uniform multitask steps so every method starts from the same point."""
+    params = _start(seed, params_path)
+    ctx = RunContext.build(params, seed)
+    steps = params.section("base").get("warmup_steps", 0)
+    if steps:
+        t = params.section("train")
+        streams = []
+        for task in ctx.tasks:
+            split = ctx.split("train", task)
+            idx = torch.randperm(len(split), generator=generator(seed, "warmup", task))
+            streams.append(list(task_batches(task, split, idx, t["batch_size"])))
+        batches = round_robin(streams)[:steps]
+        opt = make_optimizer(t["optimizer"], [p for p in ctx.model.parameters()
+                                              if p.requires_grad], t["lr"])
+        with step_logger(layout.log_dir(f"s{seed}", "base"), len(batches),
+                         f"warm-up s{seed}") as on_step:
+            train_pass(ctx.model, batches, opt, where=f"seed {seed}, warm-up", on_step=on_step)
+    state = {"epoch": "base", "n": 0, "method": "base", "seed": seed,
+             "weights": AlphaVIL(ctx).initial_state()["weights"]}
+    save_checkpoint(layout.base_dir(seed), trainable_state(ctx.model), state)
+
+
+# --- αVIL: finetune / estimate_alpha / merge ------------------------------------------
+
+def finetune(seed: int, epoch_id: str, task: str, cli_overrides: dict,
+             params_path: str | Path = "params.yaml") -> None:
+    params = _start(seed, params_path)
+    check_epoch_args(params, epoch_id, cli_overrides)
+    if task not in params.tasks:
+        raise ParamsError(f"--task {task!r} is not in params.yaml tasks {list(params.tasks)}")
+    epoch = params.epoch(epoch_id)
+    ctx = RunContext.build(params, seed)
+    theta, state, digest = _load_prev(ctx, "alphavil", epoch.prev)
+    method = AlphaVIL(ctx)
+    p = params.for_epoch(epoch_id)
+    n = len(ctx.split("train", task))
+    steps = math.ceil(max(1, math.ceil(p["alphavil"]["sample_ratio"] * n)) /
+                      p["train"]["batch_size"])
+    with step_logger(layout.log_dir(f"s{seed}", epoch_id, task), steps,
+                     f"fine-tune s{seed} {epoch_id} {task}") as on_step:
+        delta, stats = method.finetune(epoch, theta, state, task, on_step=on_step)
+    save_delta(layout.delta_path(seed, epoch_id, task), delta, task=task, epoch=epoch_id,
+               base_digest=digest, examples=stats.examples)
+
+
+def _delta_paths(params: Params, seed: int, epoch_id: str) -> dict[str, Path]:
+    paths = {t: layout.delta_path(seed, epoch_id, t) for t in params.tasks}
+    missing = [str(p) for p in paths.values() if not p.is_file()]
+    if missing:
+        raise ArtifactError(f"missing deltas {missing}: run the epoch's finetune stages first")
+    return paths
+
+
+def estimate_alpha(seed: int, epoch_id: str, cli_overrides: dict,
+                   params_path: str | Path = "params.yaml") -> None:
+    params = _start(seed, params_path)
+    check_epoch_args(params, epoch_id, cli_overrides)
+    epoch = params.epoch(epoch_id)
+    ctx = RunContext.build(params, seed)
+    theta, _, digest = _load_prev(ctx, "alphavil", epoch.prev)
+    deltas = {t: load_delta(p, theta, digest)[0]
+              for t, p in _delta_paths(params, seed, epoch_id).items()}
+    alphas, trace = AlphaVIL(ctx).estimate(epoch, theta, deltas)
+    say(f"estimate_alpha s{seed} {epoch_id}: α = "
+        + ", ".join(f"{t} {a:.3f}" for t, a in alphas.items())
+        + f"; target dev loss {trace['dev_loss_at_init']:.4f} -> {trace['dev_loss_after']:.4f}")
+    write_json(layout.alpha_path(seed, epoch_id),
+               {"alpha": alphas, "base": digest, "epoch": epoch_id, **trace})
+
+
+def merge(seed: int, epoch_id: str, cli_overrides: dict,
+          params_path: str | Path = "params.yaml") -> None:
+    params = _start(seed, params_path)
+    check_epoch_args(params, epoch_id, cli_overrides)
+    epoch = params.epoch(epoch_id)
+    ctx = RunContext.build(params, seed)
+    theta, state, digest = _load_prev(ctx, "alphavil", epoch.prev)
+    record = read_json(layout.alpha_path(seed, epoch_id))
+    if record.get("base") != digest:
+        raise ArtifactError(f"{layout.alpha_path(seed, epoch_id)}: α was fitted on checkpoint "
+                            f"{record.get('base')}, not {digest}; re-run estimate_alpha")
+    alphas = record["alpha"]
+    if set(alphas) != set(params.tasks):
+        raise ArtifactError(f"{layout.alpha_path(seed, epoch_id)}: α for tasks {sorted(alphas)},"
+                            f" params.yaml has {sorted(params.tasks)}")
+    method = AlphaVIL(ctx)
+    paths = _delta_paths(params, seed, epoch_id)
+    merged = method.merge(theta, alphas,
+                          ((t, load_delta(p, theta, digest)[0]) for t, p in paths.items()))
+    new_state = method.next_state(epoch, state, alphas)
+    save_checkpoint(layout.checkpoint_dir("alphavil", seed, epoch_id), merged,
+                    {"epoch": epoch_id, "n": epoch.n, "method": "alphavil", "seed": seed,
+                     **new_state})
+
+
+# --- baselines: one stage per (method, seed) ------------------------------------------
+
+def train_method(method_name: str, seed: int, params_path: str | Path = "params.yaml") -> None:
+    params = _start(seed, params_path)
+    cls = get_method(method_name)
+    if cls.staged:
+        raise ParamsError(f"method {method_name!r} runs as per-epoch stages, not train_method")
+    ctx = RunContext.build(params, seed)
+    theta, _, _ = _load_prev(ctx, method_name, "base")
+    method = cls(ctx)
+    state = method.initial_state()
+    out_root = layout.BASELINES / method_name / f"s{seed}"
+    if out_root.exists():
+        shutil.rmtree(out_root)
+    from .steplog import progress
+
+    for epoch in progress(params.epochs, f"{method_name} s{seed}"):
+        theta, state = method.run_epoch(epoch, theta, state)
+        save_checkpoint(layout.checkpoint_dir(method_name, seed, epoch.id), theta,
+                        {"epoch": epoch.id, "n": epoch.n, "method": method_name, "seed": seed,
+                         **state})
+
+
+# --- evaluate -------------------------------------------------------------------------
+
+def evaluate(params_path: str | Path = "params.yaml") -> None:
+    from .report import write_reports
+
+    params = load_params(params_path)
+    records = []
+    for method_name in params.methods:
+        if method_name not in METHODS:
+            raise ParamsError(f"methods: unknown method {method_name!r}")
+        for seed in params.seeds:
+            set_determinism(seed)
+            ctx = RunContext.build(params, seed)
+            dev = ctx.split("dev", ctx.target)
+            test = ctx.split("test", ctx.target)
+            for ep_id, n in [("base", 0)] + [(e.id, e.n) for e in params.epochs]:
+                folder = layout.checkpoint_dir(method_name, seed, ep_id)
+                theta, state = load_checkpoint(folder)
+                check_compatible(str(folder), theta, trainable_state(ctx.model), subset=False)
+                load_trainable(ctx.model, theta)
+                from .training import evaluate as eval_split
+
+                records.append({
+                    "method": method_name, "seed": seed, "epoch": ep_id, "n": n,
+                    "dev": eval_split(ctx.model, dev, ctx.target),
+                    "test": eval_split(ctx.model, test, ctx.target),
+                    "weights": state.get("weights"), "alpha": state.get("alpha"),
+                })
+    write_reports(params, records)

@@ -1,0 +1,74 @@
+"""Rewrite the `epochs:` chain in params.yaml: `python -m alphavil.schedule N`.
+
+DVC templates cannot count, so params.yaml spells the chain out (ep0 <- base, ep1 <- ep0,
+...). This keeps the rest of the file, comments included, and each kept epoch's
+overrides; growing the list adds only new stages, so `dvc repro` runs only new epochs.
+"""
+
+from __future__ import annotations
+
+import argparse
+import re
+import sys
+from pathlib import Path
+
+import yaml
+
+from .config import ParamsError, validate
+
+_TOP_KEY = re.compile(r"^[A-Za-z_][\w-]*\s*:")
+
+
+def epoch_block(n: int, old: list[dict] | None = None) -> str:
+    keep = {e.get("id"): (e.get("overrides") or {}) for e in (old or []) if isinstance(e, dict)}
+    lines = ["epochs:"]
+    prev = "base"
+    for i in range(n):
+        eid = f"ep{i}"
+        ov = keep.get(eid, {})
+        ov_text = yaml.safe_dump(ov, default_flow_style=True).strip() if ov else "{}"
+        lines.append(f"  - {{id: {eid}, prev: {prev}, n: {i + 1}, overrides: {ov_text}}}")
+        prev = eid
+    return "\n".join(lines) + "\n"
+
+
+def rewrite(path: Path, n: int) -> None:
+    if n < 1:
+        raise ParamsError(f"epoch count must be >= 1, got {n}")
+    text = path.read_text()
+    raw = yaml.safe_load(text)
+    lines = text.splitlines(keepends=True)
+    start = next((i for i, l in enumerate(lines) if l.startswith("epochs:")), None)
+    new_block = epoch_block(n, raw.get("epochs"))
+    if start is None:
+        out = text + ("" if text.endswith("\n") else "\n") + new_block
+    else:
+        end = start + 1
+        while end < len(lines) and not _TOP_KEY.match(lines[end]):
+            end += 1
+        # keep comment/blank lines that introduce the next key
+        while end > start + 1 and lines[end - 1].lstrip().startswith("#"):
+            end -= 1
+        out = "".join(lines[:start]) + new_block + "".join(lines[end:])
+    validate(yaml.safe_load(out), str(path))  # never write a file the pipeline rejects
+    tmp = path.with_suffix(".yaml.tmp")
+    tmp.write_text(out)
+    tmp.replace(path)
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("n", type=int, help="number of αVIL epochs")
+    ap.add_argument("--params", default="params.yaml")
+    args = ap.parse_args(argv)
+    try:
+        rewrite(Path(args.params), args.n)
+    except ParamsError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    print(f"{args.params}: epochs set to {args.n}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,48 @@
+"""Step-level training logs (dvclive) and progress bars (tqdm) for long stage work.
+
+Logs go under logs/, which is not a tracked output: they are for looking at a run, and
+keeping them out of the DVC graph keeps every tracked artifact byte-reproducible.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Callable, Iterator
+
+from tqdm import tqdm
+
+
+def _quiet() -> bool:
+    return os.environ.get("ALPHAVIL_QUIET") == "1"
+
+
+@contextmanager
+def step_logger(log_dir: Path, total: int | None, desc: str) -> Iterator[Callable[[int, float], None]]:
+    """Yield on_step(step, loss): logs the loss with dvclive and advances a progress bar."""
+    from dvclive import Live
+
+    bar = tqdm(total=total, desc=desc, unit="step", file=sys.stderr, leave=False,
+               disable=_quiet(), dynamic_ncols=True)
+    with Live(dir=str(log_dir), dvcyaml=False, save_dvc_exp=False) as live:
+        def on_step(step: int, loss: float) -> None:
+            live.log_metric("train/loss", loss)
+            live.next_step()
+            bar.update(1)
+            bar.set_postfix(loss=f"{loss:.3f}", refresh=False)
+
+        try:
+            yield on_step
+        finally:
+            bar.close()
+
+
+def progress(iterable, desc: str, total: int | None = None):
+    return tqdm(iterable, desc=desc, total=total, file=sys.stderr, leave=False,
+                disable=_quiet(), dynamic_ncols=True)
+
+
+def say(msg: str) -> None:
+    print(msg, file=sys.stderr, flush=True)

@@ -1,0 +1,119 @@
+"""The one training loop and the one evaluation, shared by every method.
+
+A batch is (task, inputs, labels, weight): `weight` scales the loss, either a scalar
+(αVIL's task weight w_k) or one value per example (DIW's importance weights).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import Callable, Iterable, Iterator
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from .data import TaskSplit
+
+Batch = tuple[str, dict[str, torch.Tensor], torch.Tensor, "float | torch.Tensor"]
+
+
+def task_loss(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+    """Per-example loss: cross-entropy for classification heads, squared error for a
+    one-output (regression) head."""
+    if logits.shape[-1] == 1:
+        return F.mse_loss(logits.squeeze(-1), labels.float(), reduction="none")
+    return F.cross_entropy(logits, labels, reduction="none")
+
+
+def make_optimizer(name: str, params: Iterable[torch.nn.Parameter], lr: float):
+    name = name.lower()
+    if name == "sgd":
+        return torch.optim.SGD(params, lr=lr, momentum=0.9)
+    if name == "adam":
+        return torch.optim.Adam(params, lr=lr)
+    if name == "adamw":
+        return torch.optim.AdamW(params, lr=lr, weight_decay=0.01)
+    raise ValueError(f"train.optimizer: expected one of sgd, adam, adamw, got {name!r}")
+
+
+def sample_indices(n: int, ratio: float, g: torch.Generator) -> torch.Tensor:
+    """A random subset of ceil(ratio * n) example indices (ratio ρ of the paper)."""
+    return torch.randperm(n, generator=g)[: max(1, math.ceil(ratio * n))]
+
+
+def minibatches(indices: torch.Tensor, batch_size: int) -> Iterator[torch.Tensor]:
+    for start in range(0, len(indices), batch_size):
+        yield indices[start:start + batch_size]
+
+
+def task_batches(task: str, split: TaskSplit, indices: torch.Tensor, batch_size: int,
+                 weight: float | torch.Tensor = 1.0) -> Iterator[Batch]:
+    """Batches of one task; a per-example weight tensor is indexed alongside."""
+    for idx in minibatches(indices, batch_size):
+        inputs, labels = split.batch(idx)
+        w = weight[idx] if isinstance(weight, torch.Tensor) else weight
+        yield task, inputs, labels, w
+
+
+@dataclass
+class PassStats:
+    steps: int = 0
+    examples: int = 0
+    loss_sum: float = 0.0
+    losses: list[float] = field(default_factory=list)
+
+    @property
+    def mean_loss(self) -> float:
+        return self.loss_sum / max(1, self.steps)
+
+
+def train_pass(model: nn.Module, batches: Iterable[Batch], optimizer: torch.optim.Optimizer,
+               *, where: str = "training", on_step: Callable[[int, float], None] | None = None,
+               ) -> PassStats:
+    """One pass over `batches`. Stops with an error naming `where` if the loss is NaN/inf."""
+    model.train()
+    stats = PassStats()
+    for task, inputs, labels, weight in batches:
+        per_example = task_loss(model(inputs, task), labels)
+        loss = (per_example * weight).mean()
+        value = float(loss.detach())
+        if not math.isfinite(value):
+            raise FloatingPointError(f"{where}: loss of task {task!r} is {value} at step "
+                                     f"{stats.steps}; stopping (lower train.lr?)")
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+        stats.steps += 1
+        stats.examples += len(labels)
+        stats.loss_sum += value
+        stats.losses.append(value)
+        if on_step is not None:
+            on_step(stats.steps, value)
+    return stats
+
+
+@torch.no_grad()
+def predict(model: nn.Module, split: TaskSplit, task: str, batch_size: int = 512,
+            params: dict[str, torch.Tensor] | None = None) -> torch.Tensor:
+    model.eval()
+    outs = []
+    idx_all = torch.arange(len(split))
+    for idx in minibatches(idx_all, batch_size):
+        inputs, _ = split.batch(idx)
+        if params is None:
+            outs.append(model(inputs, task))
+        else:
+            outs.append(torch.func.functional_call(model, params, (inputs, task)))
+    return torch.cat(outs)
+
+
+def evaluate(model: nn.Module, split: TaskSplit, task: str, batch_size: int = 512,
+             params: dict[str, torch.Tensor] | None = None) -> dict[str, float]:
+    """Mean loss plus the task's metrics (accuracy for classification)."""
+    from .metrics import score
+
+    logits = predict(model, split, task, batch_size, params)
+    loss = float(task_loss(logits, split.labels).mean())
+    return {"loss": loss, **score(logits, split.labels)}
