@@ -53,7 +53,7 @@ class Params:
     target: str
     tasks: dict[str, TaskSpec]
     epochs: list[EpochSpec]
-    methods: list[str]
+    methods: list[str]  # alphavil first, then params.yaml `baselines`
 
     def section(self, name: str) -> dict:
         return self.raw[name]
@@ -99,11 +99,15 @@ class _Checker:
             node = node[part]
         return node
 
-    def number(self, key: str, *, low: float | None = None, high: float | None = None,
-               low_open: bool = False, integer: bool = False, default: Any = ...) -> Any:
+    def number(self, key: str, *, default: Any = ..., **bounds: Any) -> Any:
         value = self.get(key, default)
         if value is None:
             return None
+        return self.check_number(key, value, **bounds)
+
+    def check_number(self, key: str, value: Any, *, low: float | None = None,
+                     high: float | None = None, low_open: bool = False,
+                     integer: bool = False) -> Any:
         kind = "an integer" if integer else "a number"
         if isinstance(value, bool) or not isinstance(value, (int, float)) or (
                 integer and not isinstance(value, int)):
@@ -221,7 +225,7 @@ def _check_overrides_ranges(c: _Checker, epochs: list[EpochSpec]) -> None:
     for i, ep in enumerate(epochs):
         for k, v in ep.overrides.items():
             if k in ranges:
-                c.number(f"epochs[{i}].overrides.{k}", **ranges[k])
+                c.check_number(f"epochs[{i}].overrides.{k}", v, **ranges[k])
 
 
 def validate(raw: Any, source: str = "params.yaml") -> Params:
@@ -282,6 +286,7 @@ def validate(raw: Any, source: str = "params.yaml") -> Params:
     from .core import WEIGHT_RULES
     c.choice("alphavil.weight_rule", WEIGHT_RULES)
     c.number("alphavil.weight_floor", default=None)
+    c.choice("alphavil.delta_dtype", {"float64", "float32", "bfloat16"}, default="float32")
 
     c.number("alpha.init", default=1.0)
     c.number("alpha.steps", low=0, integer=True)
@@ -289,17 +294,18 @@ def validate(raw: Any, source: str = "params.yaml") -> Params:
     c.choice("alpha.optimizer", {"sgd", "adam"})
     c.number("alpha.batch_size", low=1, integer=True)
 
-    methods = c.get("methods")
-    if methods is not None:
-        if not isinstance(methods, list) or not methods:
-            c.fail("methods", f"a non-empty list of method names from {sorted(METHODS)}", methods)
-            methods = None
+    baselines = c.get("baselines")
+    if baselines is not None:
+        options = sorted(m for m, cls in METHODS.items() if not cls.staged)
+        if not isinstance(baselines, list) or not baselines:
+            c.fail("baselines", f"a non-empty list of method names from {options}", baselines)
+            baselines = None
         else:
-            for m in methods:
-                if m not in METHODS:
-                    c.fail("methods", f"names from {sorted(METHODS)}", m)
-            if len(set(methods)) != len(methods):
-                c.fail("methods", "no repeated method", methods)
+            for m in baselines:
+                if m not in options:
+                    c.fail("baselines", f"names from {options}", m)
+            if len(set(map(str, baselines))) != len(baselines):
+                c.fail("baselines", "no repeated method", baselines)
 
     epochs = _check_epochs(c)
     _check_overrides_ranges(c, epochs)
@@ -308,7 +314,7 @@ def validate(raw: Any, source: str = "params.yaml") -> Params:
         lines = "\n  - ".join(c.errors)
         raise ParamsError(f"{source} is invalid:\n  - {lines}")
     return Params(raw=raw, seeds=list(seeds), target=target, tasks=tasks, epochs=epochs,
-                  methods=list(methods))
+                  methods=["alphavil"] + list(baselines))
 
 
 def load_params(path: str | Path = "params.yaml") -> Params:

@@ -24,13 +24,19 @@ def task_parameter_names(model: nn.Module, task: str) -> list[str]:
             if p.requires_grad and (n.startswith("trunk.") or n.startswith(f"heads.{task}."))]
 
 
-def compute_delta(before: Params, after: Params, names: Iterable[str]) -> Params:
-    return {n: after[n] - before[n] for n in names}
+DELTA_DTYPES = {"float64": torch.float64, "float32": torch.float32, "bfloat16": torch.bfloat16}
+
+
+def compute_delta(before: Params, after: Params, names: Iterable[str],
+                  dtype: torch.dtype = torch.float32) -> Params:
+    """θ_k − θ, taken in float64 (exact for float32 weights) and stored as `dtype`:
+    float64 makes θ + 1·δ_k reproduce θ_k bit for bit; float32 is within one rounding."""
+    return {n: (after[n].double() - before[n].double()).to(dtype) for n in names}
 
 
 def finetune_task(model: nn.Module, theta: Params, split: TaskSplit, task: str, *,
                   weight: float, ratio: float, batch_size: int, optimizer: str, lr: float,
-                  g: torch.Generator, where: str,
+                  g: torch.Generator, where: str, delta_dtype: torch.dtype = torch.float32,
                   on_step: Callable[[int, float], None] | None = None) -> tuple[Params, PassStats]:
     """Start from θ, train one pass over a ρ-subset of the task's data with loss w_k·L_k,
     return δ_k = θ_k − θ over the parameters the task touches."""
@@ -42,14 +48,14 @@ def finetune_task(model: nn.Module, theta: Params, split: TaskSplit, task: str, 
     stats = train_pass(model, task_batches(task, split, idx, batch_size, weight), opt,
                        where=where, on_step=on_step)
     after = trainable_state(model)
-    return compute_delta(theta, after, names), stats
+    return compute_delta(theta, after, names, delta_dtype), stats
 
 
 def combine(theta: Params, deltas: list[Params], alpha: torch.Tensor) -> Params:
     """θ_α = θ + Σ_k α_k δ_k, differentiable with respect to α."""
     out: Params = {}
     for name, value in theta.items():
-        terms = [alpha[k] * d[name] for k, d in enumerate(deltas) if name in d]
+        terms = [alpha[k] * d[name].to(value.dtype) for k, d in enumerate(deltas) if name in d]
         out[name] = value + torch.stack(terms).sum(0) if terms else value
     return out
 
@@ -67,8 +73,8 @@ def estimate_alpha(model: nn.Module, theta: Params, deltas: list[Params], dev: T
     """Minimise the target's dev loss of θ + Σ α_k δ_k over α only (θ, δ frozen)."""
     model.eval()
     alpha = torch.full((len(deltas),), float(init), dtype=torch.float32, requires_grad=True)
-    opt = (torch.optim.Adam([alpha], lr=lr) if optimizer == "adam"
-           else torch.optim.SGD([alpha], lr=lr))
+    opt = make_optimizer(optimizer, [alpha], lr) if optimizer == "adam" else \
+        make_optimizer("sgd", [alpha], lr)
     all_idx = torch.arange(len(dev))
     with torch.no_grad():
         before = float(dev_loss(model, theta, deltas, alpha, dev, target, all_idx))
@@ -95,12 +101,13 @@ def estimate_alpha(model: nn.Module, theta: Params, deltas: list[Params], dev: T
 
 
 def merge(theta: Params, weighted_deltas: Iterable[tuple[float, Params]]) -> Params:
-    """θ + Σ_k α_k δ_k, accumulated one delta at a time so only one is held in memory."""
-    out = {n: v.clone() for n, v in theta.items()}
+    """θ + Σ_k α_k δ_k, accumulated in float64 one delta at a time (only one delta is
+    held in memory), then cast back to each parameter's dtype."""
+    acc = {n: v.double() for n, v in theta.items()}
     for a, delta in weighted_deltas:
         for name, d in delta.items():
-            out[name].add_(d, alpha=a)
-    return out
+            acc[name].add_(d.double(), alpha=a)
+    return {n: acc[n].to(theta[n].dtype) for n in theta}
 
 
 WEIGHT_RULES: dict[str, Callable[[float, float], float]] = {

@@ -40,7 +40,8 @@ class SmallCNN(nn.Module):
         self.out_dim = hidden
 
     def forward(self, inputs: dict[str, torch.Tensor]) -> torch.Tensor:
-        x = inputs["images"].float().div_(255.0)
+        # follow the weights' dtype, so a float64 copy of the model runs end to end
+        x = inputs["images"].to(self.conv[0].weight.dtype) / 255.0
         return self.fc(self.conv(x))
 
 

@@ -28,14 +28,9 @@ def task_loss(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
 
 
 def make_optimizer(name: str, params: Iterable[torch.nn.Parameter], lr: float):
-    name = name.lower()
-    if name == "sgd":
-        return torch.optim.SGD(params, lr=lr, momentum=0.9)
-    if name == "adam":
-        return torch.optim.Adam(params, lr=lr)
-    if name == "adamw":
-        return torch.optim.AdamW(params, lr=lr, weight_decay=0.01)
-    raise ValueError(f"train.optimizer: expected one of sgd, adam, adamw, got {name!r}")
+    from .optim import make
+
+    return make(name, params, lr)
 
 
 def sample_indices(n: int, ratio: float, g: torch.Generator) -> torch.Tensor:
@@ -69,7 +64,7 @@ class PassStats:
         return self.loss_sum / max(1, self.steps)
 
 
-def train_pass(model: nn.Module, batches: Iterable[Batch], optimizer: torch.optim.Optimizer,
+def train_pass(model: nn.Module, batches: Iterable[Batch], optimizer,
                *, where: str = "training", on_step: Callable[[int, float], None] | None = None,
                ) -> PassStats:
     """One pass over `batches`. Stops with an error naming `where` if the loss is NaN/inf."""

@@ -5,12 +5,14 @@ from __future__ import annotations
 
 from .alphavil import AlphaVIL
 from .base import Method
+from .diw import DIW
 from .joint import SingleTask, UniformMTL
 
 METHODS: dict[str, type[Method]] = {
     AlphaVIL.name: AlphaVIL,
     UniformMTL.name: UniformMTL,
     SingleTask.name: SingleTask,
+    DIW.name: DIW,
 }
 
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 from typing import Callable, Iterable
 
 from ..config import EpochSpec
-from ..core import estimate_alpha, finetune_task, merge, update_weights
+from ..core import DELTA_DTYPES, estimate_alpha, finetune_task, merge, update_weights
 from ..seeding import generator
 from ..training import PassStats
 from .base import Method, Params
@@ -28,6 +28,7 @@ class AlphaVIL(Method):
             batch_size=p["train"]["batch_size"], optimizer=p["train"]["optimizer"],
             lr=p["train"]["lr"], g=generator(self.ctx.seed, epoch.id, task, "sample"),
             where=f"seed {self.ctx.seed}, epoch {epoch.id}, fine-tune of task {task!r}",
+            delta_dtype=DELTA_DTYPES[p["alphavil"].get("delta_dtype", "float32")],
             on_step=on_step)
 
     def estimate(self, epoch: EpochSpec, theta: Params,

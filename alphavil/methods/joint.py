@@ -27,24 +27,28 @@ class JointTraining(Method):
     def epoch_tasks(self) -> list[str]:
         return self.ctx.tasks
 
-    def example_weights(self, epoch: EpochSpec, task: str, state: dict) -> float | torch.Tensor:
+    def example_weights(self, epoch: EpochSpec, task: str, idx: torch.Tensor,
+                        state: dict) -> float | torch.Tensor:
+        """A scalar, or a tensor over the task's whole training split (read at `idx`)."""
         return 1.0
 
-    def before_epoch(self, epoch: EpochSpec, state: dict) -> dict:
+    def before_epoch(self, epoch: EpochSpec, state: dict,
+                     indices: dict[str, torch.Tensor]) -> dict:
         return state
 
     def run_epoch(self, epoch: EpochSpec, theta: Params, state: dict) -> tuple[Params, dict]:
         p = self.ctx.params.for_epoch(epoch.id)
         model = self.ctx.model
         load_trainable(model, theta)
-        state = self.before_epoch(epoch, state)
-        streams = []
-        for task in self.epoch_tasks():
-            split = self.ctx.split("train", task)
-            idx = sample_indices(len(split), p["alphavil"]["sample_ratio"],
-                                 generator(self.ctx.seed, epoch.id, task, "sample"))
-            streams.append(list(task_batches(task, split, idx, p["train"]["batch_size"],
-                                             self.example_weights(epoch, task, state))))
+        indices = {task: sample_indices(len(self.ctx.split("train", task)),
+                                        p["alphavil"]["sample_ratio"],
+                                        generator(self.ctx.seed, epoch.id, task, "sample"))
+                   for task in self.epoch_tasks()}
+        state = self.before_epoch(epoch, state, indices)
+        streams = [list(task_batches(task, self.ctx.split("train", task), idx,
+                                     p["train"]["batch_size"],
+                                     self.example_weights(epoch, task, idx, state)))
+                   for task, idx in indices.items()]
         opt = make_optimizer(p["train"]["optimizer"],
                              [q for q in model.parameters() if q.requires_grad], p["train"]["lr"])
         train_pass(model, round_robin(streams), opt,

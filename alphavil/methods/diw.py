@@ -1,0 +1,74 @@
+"""DIW: dynamic importance weighting (Fang et al., NeurIPS 2020), adapted to auxiliary
+tasks. At the start of every epoch, with the current model, each auxiliary task's
+training examples get importance weights by kernel mean matching (KMM) of their trunk
+features against the target's dev features; the epoch then trains jointly (as uniform
+MTL) with those per-example loss weights. Target examples keep weight 1. Details and
+the exact adaptation: docs/algorithm.md."""
+
+from __future__ import annotations
+
+import torch
+
+from ..config import EpochSpec
+from ..data import TaskSplit
+from .joint import JointTraining
+
+
+@torch.no_grad()
+def features(model, split: TaskSplit, idx: torch.Tensor, batch_size: int = 512) -> torch.Tensor:
+    model.eval()
+    out = [model.features(split.batch(idx[i:i + batch_size])[0])
+           for i in range(0, len(idx), batch_size)]
+    return torch.cat(out).double()
+
+
+def kmm_weights(source: torch.Tensor, target: torch.Tensor, *, max_weight: float,
+                iterations: int) -> torch.Tensor:
+    """β ≥ 0, β ≤ B, mean(β) = 1, minimising ‖mean_i β_i φ(x_i) − mean_j φ(x'_j)‖² in the
+    RKHS of a Gaussian kernel (median-heuristic bandwidth), by projected gradient."""
+    n, m = len(source), len(target)
+    both = torch.cat([source, target])
+    d2 = torch.cdist(both, both).pow(2)
+    sigma2 = d2[d2 > 0].median().clamp_min(1e-12)
+    k = torch.exp(-d2 / sigma2)
+    kss, kst = k[:n, :n], k[:n, n:]
+    kappa = kst.sum(1) * (n / m)
+    beta = torch.ones(n, dtype=torch.float64)
+    # objective ½βᵀKβ − κᵀβ; a step of 1/λ_max(K) keeps projected gradient stable
+    step = 1.0 / torch.linalg.eigvalsh(kss)[-1].clamp_min(1e-12)
+    for _ in range(iterations):
+        beta = (beta - step * (kss @ beta - kappa)).clamp(0.0, max_weight)
+        beta = beta * (n / beta.sum().clamp_min(1e-12))  # mean 1 (the KMM constraint)
+        beta = beta.clamp(0.0, max_weight)
+    return beta / beta.mean()
+
+
+class DIW(JointTraining):
+    name = "diw"
+
+    def before_epoch(self, epoch: EpochSpec, state: dict,
+                     indices: dict[str, torch.Tensor]) -> dict:
+        cfg = self.ctx.params.raw.get("diw", {})
+        model, target = self.ctx.model, self.ctx.target
+        dev = self.ctx.split("dev", target)
+        dev_feats = features(model, dev, torch.arange(len(dev)))
+        self._weights: dict[str, torch.Tensor] = {}
+        stats = {}
+        for task, idx in indices.items():
+            if task == target:
+                continue
+            split = self.ctx.split("train", task)
+            beta = kmm_weights(features(model, split, idx), dev_feats,
+                               max_weight=float(cfg.get("max_weight", 10.0)),
+                               iterations=int(cfg.get("iterations", 100)))
+            full = torch.ones(len(split), dtype=torch.float32)
+            full[idx] = beta.float()
+            self._weights[task] = full
+            ess = float(beta.sum() ** 2 / (beta ** 2).sum()) / len(beta)
+            stats[task] = {"mean": float(beta.mean()), "min": float(beta.min()),
+                           "max": float(beta.max()), "ess_fraction": ess}
+        return {**state, "diw": stats}
+
+    def example_weights(self, epoch: EpochSpec, task: str, idx: torch.Tensor,
+                        state: dict) -> float | torch.Tensor:
+        return self._weights.get(task, 1.0)

@@ -1,0 +1,148 @@
+import copy
+
+import pytest
+import yaml
+
+from alphavil.config import ParamsError, load_params, validate
+from alphavil.schedule import epoch_block, rewrite
+from conftest import ROOT, repo_params, tiny_raw
+
+
+def test_repository_params_are_valid():
+    p = load_params(ROOT / "params.yaml")
+    assert p.target in p.tasks
+    assert [e.id for e in p.epochs] == [f"ep{i}" for i in range(len(p.epochs))]
+
+
+def _set(raw, dotted, value):
+    node = raw
+    *parents, last = dotted.split(".")
+    for k in parents:
+        node = node[k]
+    if value is _DELETE:
+        del node[last]
+    else:
+        node[last] = value
+
+
+_DELETE = object()
+
+BAD = [
+    ("target", "nope", "target"),
+    ("tasks.left.label", "middle", "tasks.left.label"),
+    ("tasks.left.label_noise", 1.5, "tasks.left.label_noise"),
+    ("alphavil.sample_ratio", 0.0, "alphavil.sample_ratio"),
+    ("alphavil.sample_ratio", 1.01, "alphavil.sample_ratio"),
+    ("alphavil.sample_ratio", "half", "alphavil.sample_ratio"),
+    ("alphavil.weight_rule", "mul", "alphavil.weight_rule"),
+    ("train.lr", 0, "train.lr"),
+    ("train.lr", -1e-3, "train.lr"),
+    ("train.batch_size", 0, "train.batch_size"),
+    ("train.batch_size", 2.5, "train.batch_size"),
+    ("train.optimizer", "lbfgs", "train.optimizer"),
+    ("alpha.steps", -1, "alpha.steps"),
+    ("alpha.lr", 0.0, "alpha.lr"),
+    ("alpha.batch_size", 0, "alpha.batch_size"),
+    ("alpha.optimizer", "rmsprop", "alpha.optimizer"),
+    ("data.source", "imagenet", "data.source"),
+    ("data.n_train", 0, "data.n_train"),
+    ("data.digit_split.train", 0.0, "data.digit_split.train"),
+    ("data.jitter", 20, "data.jitter"),
+    ("model.kind", "mlp", "model.kind"),
+    ("seeds", [], "seeds"),
+    ("seeds", [0, 0], "seeds"),
+    ("seeds", "0", "seeds"),
+    ("baselines", ["uniform", "magic"], "baselines"),
+    ("baselines", ["alphavil"], "baselines"),
+    ("baselines", ["uniform", "uniform"], "baselines"),
+    ("baselines", [], "baselines"),
+    ("epochs", [], "epochs"),
+    ("alpha.lr", float("nan"), "alpha.lr"),
+    ("train", _DELETE, "train.lr"),
+    ("alphavil.sample_ratio", _DELETE, "alphavil.sample_ratio"),
+    ("target", _DELETE, "target"),
+]
+
+
+@pytest.mark.parametrize("key,value,named", BAD, ids=[f"{k}={v!r}" for k, v, _ in BAD])
+def test_bad_value_is_rejected_naming_the_key(key, value, named):
+    raw = tiny_raw()
+    _set(raw, key, value)
+    with pytest.raises(ParamsError) as err:
+        validate(raw)
+    assert named in str(err.value)
+    assert "expected" in str(err.value) or "missing" in str(err.value)
+
+
+def test_broken_epoch_chain_is_rejected():
+    raw = tiny_raw()
+    raw["epochs"][1]["prev"] = "base"
+    with pytest.raises(ParamsError, match=r"epochs\[1\]\.prev"):
+        validate(raw)
+
+
+def test_unknown_epoch_override_is_rejected():
+    raw = tiny_raw()
+    raw["epochs"][1]["overrides"] = {"momentum": 0.9}
+    with pytest.raises(ParamsError, match=r"epochs\[1\]\.overrides.*momentum"):
+        validate(raw)
+
+
+def test_out_of_range_epoch_override_is_rejected():
+    raw = tiny_raw()
+    raw["epochs"][1]["overrides"] = {"sample_ratio": 2.0}
+    with pytest.raises(ParamsError, match=r"epochs\[1\]\.overrides\.sample_ratio"):
+        validate(raw)
+
+
+def test_all_problems_are_reported_at_once():
+    raw = tiny_raw()
+    raw["train"]["lr"] = -1
+    raw["alpha"]["steps"] = -2
+    with pytest.raises(ParamsError) as err:
+        validate(raw)
+    assert "train.lr" in str(err.value) and "alpha.steps" in str(err.value)
+
+
+def test_missing_params_file_and_bad_yaml(tmp_path):
+    with pytest.raises(ParamsError, match="file not found"):
+        load_params(tmp_path / "params.yaml")
+    (tmp_path / "params.yaml").write_text("seeds: [0\n")
+    with pytest.raises(ParamsError, match="not valid YAML"):
+        load_params(tmp_path / "params.yaml")
+
+
+def test_epoch_overrides_apply_to_that_epoch_only():
+    raw = tiny_raw()
+    raw["epochs"][1]["overrides"] = {"sample_ratio": 0.5, "alpha_lr": 0.2}
+    p = validate(raw)
+    assert p.for_epoch("ep0")["alphavil"]["sample_ratio"] == raw["alphavil"]["sample_ratio"]
+    assert p.for_epoch("ep1")["alphavil"]["sample_ratio"] == 0.5
+    assert p.for_epoch("ep1")["alpha"]["lr"] == 0.2
+    assert p.raw["alpha"]["lr"] == raw["alpha"]["lr"]  # the base params are not mutated
+
+
+def test_schedule_rewrites_only_the_epoch_block(tmp_path):
+    path = tmp_path / "params.yaml"
+    text = (ROOT / "params.yaml").read_text()
+    raw = yaml.safe_load(text)
+    raw_epochs = raw["epochs"]
+    raw_epochs[1]["overrides"] = {"sample_ratio": 0.5}
+    path.write_text(text.replace("epochs:", "epochs:", 1))
+    rewrite(path, 6)
+    new = yaml.safe_load(path.read_text())
+    assert [e["id"] for e in new["epochs"]] == [f"ep{i}" for i in range(6)]
+    assert new["epochs"][5] == {"id": "ep5", "prev": "ep4", "n": 6, "overrides": {}}
+    assert {k: v for k, v in new.items() if k != "epochs"} == \
+        {k: v for k, v in raw.items() if k != "epochs"}
+    assert "# The target task" in path.read_text()  # comments survive
+    validate(new)
+    rewrite(path, 2)
+    assert len(yaml.safe_load(path.read_text())["epochs"]) == 2
+
+
+def test_schedule_keeps_overrides_of_kept_epochs():
+    block = epoch_block(3, [{"id": "ep1", "overrides": {"sample_ratio": 0.5}}])
+    epochs = yaml.safe_load(block)["epochs"]
+    assert epochs[1]["overrides"] == {"sample_ratio": 0.5}
+    assert epochs[2]["overrides"] == {}

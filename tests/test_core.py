@@ -1,0 +1,131 @@
+import pytest
+import torch
+
+from alphavil.config import load_params
+from alphavil.context import RunContext
+from alphavil.core import (combine, compute_delta, dev_loss, finetune_task, merge,
+                           task_parameter_names, update_weights)
+from alphavil.methods.alphavil import AlphaVIL
+from alphavil.models import trainable_state
+from alphavil.seeding import generator
+
+
+@pytest.fixture
+def ctx(workdir):
+    workdir()
+    return RunContext.build(load_params("params.yaml"), seed=0)
+
+
+def _finetune(ctx, task, dtype=torch.float32, theta=None):
+    theta = theta if theta is not None else trainable_state(ctx.model)
+    delta, stats = finetune_task(ctx.model, theta, ctx.split("train", task), task, weight=1.0,
+                                 ratio=1.0, batch_size=16, optimizer="adam", lr=1e-2,
+                                 g=generator(0, "t", task), where="test", delta_dtype=dtype)
+    return theta, delta, trainable_state(ctx.model), stats
+
+
+def test_alpha_zero_leaves_theta_unchanged(ctx):
+    theta, d_left, _, _ = _finetune(ctx, "left")
+    _, d_right, _, _ = _finetune(ctx, "right", theta=theta)
+    merged = merge(theta, [(0.0, d_left), (0.0, d_right)])
+    for name in theta:
+        assert torch.equal(merged[name], theta[name]), name
+
+
+def test_one_task_with_alpha_one_reproduces_its_finetune_exactly(ctx):
+    theta, delta, tuned, stats = _finetune(ctx, "left", dtype=torch.float64)
+    assert stats.steps > 0
+    merged = merge(theta, [(1.0, delta)])
+    changed = 0
+    for name in theta:
+        assert torch.equal(merged[name], tuned[name]), name
+        changed += int(not torch.equal(tuned[name], theta[name]))
+    assert changed > 0  # the fine-tune really moved the trunk and the head
+
+
+def test_float32_deltas_reproduce_the_finetune_within_one_rounding(ctx):
+    theta, delta, tuned, _ = _finetune(ctx, "left", dtype=torch.float32)
+    merged = merge(theta, [(1.0, delta)])
+    eps = torch.finfo(torch.float32).eps
+    for name in theta:
+        # one rounding of δ to float32, one of the sum
+        bound = eps * (delta.get(name, torch.zeros(())).abs() + tuned[name].abs())
+        assert ((merged[name] - tuned[name]).abs() <= bound).all(), name
+
+
+def test_delta_covers_trunk_and_own_head_only(ctx):
+    _, delta, _, _ = _finetune(ctx, "left")
+    assert set(delta) == set(task_parameter_names(ctx.model, "left"))
+    assert not any(n.startswith("heads.right.") for n in delta)
+    assert any(n.startswith("heads.left.") for n in delta)
+    assert any(n.startswith("trunk.") for n in delta)
+
+
+def test_compute_delta_is_the_difference():
+    before = {"a": torch.tensor([1.0, 2.0])}
+    after = {"a": torch.tensor([1.5, 1.0])}
+    assert torch.equal(compute_delta(before, after, ["a"])["a"], torch.tensor([0.5, -1.0]))
+
+
+def test_combine_is_theta_plus_weighted_deltas():
+    theta = {"a": torch.tensor([1.0, 1.0]), "b": torch.tensor([2.0])}
+    deltas = [{"a": torch.tensor([1.0, 0.0])}, {"a": torch.tensor([0.0, 2.0]),
+                                                "b": torch.tensor([4.0])}]
+    out = combine(theta, deltas, torch.tensor([0.5, -1.0]))
+    assert torch.equal(out["a"], torch.tensor([1.5, -1.0]))
+    assert torch.equal(out["b"], torch.tensor([-2.0]))
+
+
+def test_alpha_gradient_matches_finite_differences(ctx):
+    model = ctx.model.double()
+    theta = {k: v.double() for k, v in trainable_state(model).items()}
+    g = torch.Generator().manual_seed(1)
+    deltas = [{n: 0.05 * torch.randn(v.shape, generator=g, dtype=torch.float64)
+               for n, v in theta.items() if n.startswith("trunk.") or n.startswith(f"heads.{t}.")}
+              for t in ("left", "right")]
+    dev = ctx.split("dev", "left")
+    idx = torch.arange(len(dev))
+    alpha = torch.tensor([0.7, 1.3], dtype=torch.float64, requires_grad=True)
+    loss = dev_loss(model, theta, deltas, alpha, dev, "left", idx)
+    (grad,) = torch.autograd.grad(loss, alpha)
+    eps = 1e-6
+    numeric = []
+    for k in range(2):
+        e = torch.zeros(2, dtype=torch.float64)
+        e[k] = eps
+        with torch.no_grad():
+            hi = dev_loss(model, theta, deltas, alpha + e, dev, "left", idx)
+            lo = dev_loss(model, theta, deltas, alpha - e, dev, "left", idx)
+        numeric.append(float((hi - lo) / (2 * eps)))
+    assert grad.abs().max() > 1e-4  # a non-trivial gradient
+    torch.testing.assert_close(grad, torch.tensor(numeric, dtype=torch.float64),
+                               rtol=1e-5, atol=1e-8)
+
+
+def test_alpha_estimation_lowers_target_dev_loss(ctx):
+    method = AlphaVIL(ctx)
+    epoch = ctx.params.epochs[0]
+    theta = trainable_state(ctx.model)
+    state = method.initial_state()
+    deltas = {t: method.finetune(epoch, theta, state, t)[0] for t in ctx.tasks}
+    alphas, trace = method.estimate(epoch, theta, deltas)
+    assert set(alphas) == set(ctx.tasks)
+    assert len(trace["step_losses"]) == ctx.params.section("alpha")["steps"]
+    assert trace["dev_loss_after"] < trace["dev_loss_at_init"]
+
+
+@pytest.mark.parametrize("rule,floor,expected", [
+    ("additive", None, {"a": 1.5, "b": -1.5}),
+    ("additive", 0.0, {"a": 1.5, "b": 0.0}),
+    ("alpha", None, {"a": 1.5, "b": -0.5}),
+])
+def test_weight_update_rules(rule, floor, expected):
+    new = update_weights({"a": 1.0, "b": 0.0}, {"a": 1.5, "b": -0.5}, rule, floor)
+    assert new == pytest.approx(expected)
+
+
+def test_additive_rule_accumulates_over_epochs():
+    w = {"a": 1.0}
+    for a in (1.2, 0.9, 1.1):
+        w = update_weights(w, {"a": a}, "additive", None)
+    assert w["a"] == pytest.approx(1.0 + 0.2 - 0.1 + 0.1)

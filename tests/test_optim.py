@@ -1,0 +1,32 @@
+import pytest
+import torch
+
+from alphavil import optim
+
+
+@pytest.mark.parametrize("name,ref", [
+    ("sgd", lambda p, lr: torch.optim.SGD(p, lr=lr, momentum=0.9)),
+    ("adam", lambda p, lr: torch.optim.Adam(p, lr=lr)),
+    ("adamw", lambda p, lr: torch.optim.AdamW(p, lr=lr, weight_decay=0.01)),
+])
+def test_matches_torch_optim(name, ref):
+    torch.manual_seed(0)
+    a = torch.nn.Sequential(torch.nn.Linear(5, 7), torch.nn.Tanh(), torch.nn.Linear(7, 3))
+    b = torch.nn.Sequential(torch.nn.Linear(5, 7), torch.nn.Tanh(), torch.nn.Linear(7, 3))
+    b.load_state_dict(a.state_dict())
+    ours, theirs = optim.make(name, a.parameters(), 0.01), ref(b.parameters(), 0.01)
+    g = torch.Generator().manual_seed(1)
+    for _ in range(5):
+        x = torch.randn(8, 5, generator=g)
+        for model, opt in ((a, ours), (b, theirs)):
+            opt.zero_grad()
+            model(x).pow(2).mean().backward()
+            opt.step()
+    for pa, pb in zip(a.parameters(), b.parameters()):
+        torch.testing.assert_close(pa, pb, rtol=1e-6, atol=1e-7)
+    assert not torch.equal(a[0].weight, torch.nn.Linear(5, 7).weight)
+
+
+def test_unknown_optimizer_is_named():
+    with pytest.raises(ValueError, match="lbfgs"):
+        optim.make("lbfgs", [], 0.1)
