@@ -1,0 +1,29 @@
+# `make run`: venv + `dvc repro` on the built-in offline configuration.
+# `make test`: the test suite (what CI runs).
+VENV ?= .venv
+PY := $(VENV)/bin/python
+export PATH := $(CURDIR)/$(VENV)/bin:$(PATH)
+export DVC_NO_ANALYTICS := 1
+
+.PHONY: install run test test-fast dag clean
+
+$(VENV)/.installed: requirements.txt pyproject.toml
+	python3 -m venv $(VENV)
+	$(PY) -m pip install -q --disable-pip-version-check -r requirements.txt
+	$(PY) -m pip install -q --disable-pip-version-check --no-deps -e .
+	touch $@
+
+install: $(VENV)/.installed
+
+run: install
+	dvc repro
+	@cat metrics/summary.md
+
+test: install
+	python -m pytest -q
+
+test-fast: install
+	python -m pytest -q -m "not integration"
+
+dag: install
+	dvc dag
