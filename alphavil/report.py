@@ -97,7 +97,7 @@ def _fmt(x: float | None, pct: bool = True) -> str:
     return f"{100 * x:.2f}" if pct else f"{x:.3g}"
 
 
-def markdown(summary: dict, params: Params) -> str:
+def markdown(summary: dict, params: Params, aw: dict | None = None) -> str:
     metric = summary["metric"]
     lines = [f"# Target task `{summary['target']}`: test {metric} (%) after "
              f"{summary['epochs']} epochs, {summary['seeds']} seeds", "",
@@ -124,6 +124,13 @@ def markdown(summary: dict, params: Params) -> str:
                   "| task | weight w | last α |", "|---|---|---|"]
         for t in params.tasks:
             lines.append(f"| {t} | {e['final_weight'][t]:.3f} | {e['final_alpha'][t]:.3f} |")
+    if aw:
+        tasks = list(aw)
+        lines += ["", "## αVIL per epoch: α / task weight w (mean over seeds)", "",
+                  "| epoch | " + " | ".join(tasks) + " |", "|---" * (len(tasks) + 1) + "|"]
+        for i, row in enumerate(aw[tasks[0]]):
+            cells = [f"{aw[t][i][1]:.3f} / {aw[t][i][2]:.3f}" for t in tasks]
+            lines.append(f"| {row[0]} | " + " | ".join(cells) + " |")
     return "\n".join(lines) + "\n"
 
 
@@ -191,10 +198,10 @@ def plot_png(path: Path, acc: dict, aw: dict, metric: str, target: str) -> None:
 
 def write_reports(params: Params, records: list[dict], out: Path = layout.METRICS) -> dict:
     summary = summarise(params, records)
-    write_json(out / "summary.json", summary)
-    write_text(out / "summary.md", markdown(summary, params))
-    write_json(out / "per_epoch.json", {"records": records})
     acc, aw = curves(params, records)
+    write_json(out / "summary.json", summary)
+    write_text(out / "summary.md", markdown(summary, params, aw))
+    write_json(out / "per_epoch.json", {"records": records})
     plots = out / "plots"
     for method, rows in acc.items():
         _write_csv(plots / "target" / f"{method}.csv", ["epoch", "dev", "test"], rows)

@@ -1,4 +1,5 @@
-"""The pipeline through real `dvc repro` on a tiny configuration (about 2 minutes)."""
+"""Caching behaviour of the pipeline through real `dvc repro` on a tiny configuration
+(one seed, one baseline: the full table is tests/test_table_dvc.py)."""
 
 import json
 import math
@@ -13,7 +14,7 @@ pytestmark = pytest.mark.integration
 
 @pytest.fixture(scope="module")
 def repo(tmp_path_factory):
-    r = DvcRepo(tmp_path_factory.mktemp("pipeline"), tiny_raw())
+    r = DvcRepo(tmp_path_factory.mktemp("pipeline"), tiny_raw(baselines=["single_task"]))
     r.ran_first = r.repro()
     r.commit("first run")
     return r
@@ -55,15 +56,16 @@ def test_later_epoch_override_reruns_only_that_epoch_onward(repo):
     params["epochs"][1]["overrides"] = {"sample_ratio": 0.5}
     repo.write_params(params)
     ran = set(repo.repro())
+    # baselines train all epochs in one stage, so they re-run too
     assert ran == {"finetune@0-ep1-left", "finetune@0-ep1-right", "estimate_alpha@0-ep1",
-                   "merge@0-ep1", "evaluate"}
+                   "merge@0-ep1", "train_method@single_task-0", "evaluate"}
 
 
 def test_adding_an_epoch_runs_only_the_new_one(repo):
     repo.run("python", "-m", "alphavil.schedule", "3")
     ran = set(repo.repro())
     assert ran == {"finetune@0-ep2-left", "finetune@0-ep2-right", "estimate_alpha@0-ep2",
-                   "merge@0-ep2", "evaluate"}
+                   "merge@0-ep2", "train_method@single_task-0", "evaluate"}
     summary = json.loads(repo.read("metrics/summary.json"))
     assert summary["epochs"] == 3
     repo.commit("three epochs")

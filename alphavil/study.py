@@ -1,0 +1,77 @@
+"""Run a named configuration from configs/ as a DVC experiment.
+
+    python -m alphavil.study configs/harmful.yaml [--name NAME]
+
+A config file is an overlay: each of its top-level keys replaces that key of params.yaml
+as a whole (no deep merge, so what a study runs is readable in one file). The merged
+params are validated before anything runs, written to params.yaml and run with
+`dvc exp run -n NAME`, exactly as `dvc exp run -S key=value` would: the workspace then
+holds the study's params and results, and `dvc exp show` lists it beside other runs.
+Return to the default with `git checkout params.yaml && dvc checkout`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import subprocess
+import sys
+from pathlib import Path
+
+import yaml
+
+from .artifacts import write_text
+from .config import ParamsError, validate
+
+HEADER = ("# Written by `python -m alphavil.study {config}`: params.yaml with that file's\n"
+          "# top-level keys replaced. Back to the default: git checkout params.yaml && dvc checkout\n")
+
+
+def overlay(base: dict, config: dict, source: str) -> dict:
+    if not isinstance(config, dict) or not config:
+        raise ParamsError(f"{source}: expected a non-empty mapping of params.yaml keys")
+    unknown = sorted(set(config) - set(base) - {"setting"})
+    if unknown:
+        raise ParamsError(f"{source}: keys {unknown} are not in params.yaml "
+                          f"(known: {sorted(base)})")
+    return {**base, **config}
+
+
+def merged_params(config_path: Path, params_path: Path = Path("params.yaml")) -> dict:
+    for path in (config_path, params_path):
+        if not path.is_file():
+            raise ParamsError(f"{path}: file not found")
+    base = yaml.safe_load(params_path.read_text())
+    merged = overlay(base, yaml.safe_load(config_path.read_text()), str(config_path))
+    validate(merged, f"{config_path} over {params_path}")
+    return merged
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("config", type=Path)
+    ap.add_argument("--name", help="experiment name (default: the config file's stem)")
+    ap.add_argument("--params", type=Path, default=Path("params.yaml"))
+    ap.add_argument("--no-run", action="store_true",
+                    help="only write the merged params.yaml")
+    args = ap.parse_args(argv)
+    try:
+        merged = merged_params(args.config, args.params)
+    except ParamsError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    text = HEADER.format(config=args.config) + yaml.safe_dump(merged, sort_keys=False)
+    write_text(args.params, text)
+    if args.no_run:
+        return 0
+    name = args.name or args.config.stem
+    proc = subprocess.run([sys.executable, "-m", "dvc", "exp", "run", "-n", name])
+    if proc.returncode != 0:
+        return proc.returncode
+    summary = Path("metrics/summary.md")
+    if summary.is_file():
+        print(summary.read_text())
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
