@@ -294,6 +294,10 @@ def validate(raw: Any, source: str = "params.yaml") -> Params:
     c.choice("alpha.optimizer", {"sgd", "adam"})
     c.number("alpha.batch_size", low=1, integer=True)
 
+    # KMM needs B >= 1: weights in [0, B] with mean 1
+    c.number("diw.max_weight", low=1.0, default=10.0)
+    c.number("diw.iterations", low=1, integer=True, default=100)
+
     baselines = c.get("baselines")
     if baselines is not None:
         options = sorted(m for m, cls in METHODS.items() if not cls.staged)

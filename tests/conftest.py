@@ -23,7 +23,8 @@ def tiny_raw(**sections) -> dict:
     raw["epochs"] = [{"id": "ep0", "prev": "base", "n": 1, "overrides": {}},
                      {"id": "ep1", "prev": "ep0", "n": 2, "overrides": {}}]
     for key, value in sections.items():
-        if isinstance(value, dict) and isinstance(raw.get(key), dict):
+        # a task set is given whole; other sections update single knobs
+        if key != "tasks" and isinstance(value, dict) and isinstance(raw.get(key), dict):
             raw[key].update(value)
         else:
             raw[key] = value

@@ -37,10 +37,31 @@ def kmm_weights(source: torch.Tensor, target: torch.Tensor, *, max_weight: float
     # objective ½βᵀKβ − κᵀβ; a step of 1/λ_max(K) keeps projected gradient stable
     step = 1.0 / torch.linalg.eigvalsh(kss)[-1].clamp_min(1e-12)
     for _ in range(iterations):
-        beta = (beta - step * (kss @ beta - kappa)).clamp(0.0, max_weight)
-        beta = beta * (n / beta.sum().clamp_min(1e-12))  # mean 1 (the KMM constraint)
-        beta = beta.clamp(0.0, max_weight)
-    return beta / beta.mean()
+        beta = normalise((beta - step * (kss @ beta - kappa)), max_weight)
+    return beta
+
+
+def normalise(beta: torch.Tensor, max_weight: float) -> torch.Tensor:
+    """The box-and-mean constraint of KMM: clip to [0, B] and rescale so the mean is 1.
+    Rescaling after clipping can push weights above B again, so find the scale c with
+    mean(clip(c·β, 0, B)) = 1 by bisection (the mean is monotone in c)."""
+    beta = beta.clamp_min(0.0)
+    if float(beta.sum()) <= 0.0:
+        return torch.ones_like(beta)
+    if max_weight * float((beta > 0).double().mean()) < 1.0:
+        # not enough mass can stay below B: fall back to B on the support, the closest
+        # feasible point (max_weight >= 1 is validated, so this only guards odd inputs)
+        return torch.where(beta > 0, torch.full_like(beta, max_weight), beta)
+    lo, hi = 0.0, 1.0
+    while float(beta.mul(hi).clamp(max=max_weight).mean()) < 1.0:
+        hi *= 2.0
+    for _ in range(60):
+        mid = 0.5 * (lo + hi)
+        if float(beta.mul(mid).clamp(max=max_weight).mean()) < 1.0:
+            lo = mid
+        else:
+            hi = mid
+    return beta.mul(hi).clamp(max=max_weight)
 
 
 class DIW(JointTraining):
