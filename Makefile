@@ -5,7 +5,7 @@ PY := $(VENV)/bin/python
 export PATH := $(CURDIR)/$(VENV)/bin:$(PATH)
 export DVC_NO_ANALYTICS := 1
 
-.PHONY: install run test test-fast dag clean
+.PHONY: install run harmful test test-fast dag
 
 $(VENV)/.installed: requirements.txt pyproject.toml
 	python3 -m venv $(VENV)
@@ -18,6 +18,10 @@ install: $(VENV)/.installed
 run: install
 	dvc repro
 	@cat metrics/summary.md
+
+# the harmful-task study: configs/harmful.yaml run as the DVC experiment `harmful`
+harmful: install
+	python -m alphavil.study configs/harmful.yaml
 
 test: install
 	python -m pytest -q
