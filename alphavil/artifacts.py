@@ -61,14 +61,20 @@ def write_text(path: str | Path, text: str) -> None:
         tmp.write_text(text)
 
 
+_META_KEY = "alphavil"
+
+
 def save_tensors(path: str | Path, tensors: dict[str, torch.Tensor],
                  metadata: dict[str, str] | None = None) -> None:
     for name, t in tensors.items():
         if t.is_floating_point() and not torch.isfinite(t).all():
             raise ArtifactError(f"{path}: refusing to save non-finite values in {name!r}")
     tensors = {k: v.detach().contiguous().cpu() for k, v in tensors.items()}
+    # safetensors writes its metadata map in hash order, which changes between processes;
+    # one sorted JSON string under one key keeps the file byte-identical across runs
+    packed = {_META_KEY: json.dumps(metadata, sort_keys=True)} if metadata else None
     with atomic_path(path) as tmp:
-        save_file(tensors, str(tmp), metadata=metadata)
+        save_file(tensors, str(tmp), metadata=packed)
 
 
 def load_tensors(path: str | Path) -> tuple[dict[str, torch.Tensor], dict[str, str]]:
@@ -80,6 +86,8 @@ def load_tensors(path: str | Path) -> tuple[dict[str, torch.Tensor], dict[str, s
 
         with safe_open(str(path), framework="pt") as fh:
             metadata = dict(fh.metadata() or {})
+        if _META_KEY in metadata:
+            metadata = json.loads(metadata[_META_KEY])
         return load_file(str(path)), metadata
     except (SafetensorError, OSError, ValueError) as err:
         raise ArtifactError(f"{path}: not a readable safetensors file ({err})") from None
