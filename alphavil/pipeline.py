@@ -49,6 +49,17 @@ def _load_prev(ctx: RunContext, method: str, epoch_id: str) -> tuple[dict, dict,
     return theta, state, checkpoint_digest(folder)
 
 
+def _epoch_stage(seed: int, epoch_id: str, cli_overrides: dict, params_path: str | Path):
+    """What every αVIL epoch stage starts from: validated params, the epoch, the run
+    context and θ of the previous epoch (with its digest, which deltas and α carry)."""
+    params = _start(seed, params_path)
+    check_epoch_args(params, epoch_id, cli_overrides)
+    epoch = params.epoch(epoch_id)
+    ctx = RunContext.build(params, seed)
+    theta, state, digest = _load_prev(ctx, "alphavil", epoch.prev)
+    return params, epoch, ctx, theta, state, digest
+
+
 # --- prepare --------------------------------------------------------------------------
 
 def prepare(params_path: str | Path = "params.yaml", out_dir: Path = layout.DATA) -> None:
@@ -104,13 +115,10 @@ def train_base(seed: int, params_path: str | Path = "params.yaml") -> None:
 
 def finetune(seed: int, epoch_id: str, task: str, cli_overrides: dict,
              params_path: str | Path = "params.yaml") -> None:
-    params = _start(seed, params_path)
-    check_epoch_args(params, epoch_id, cli_overrides)
+    params, epoch, ctx, theta, state, digest = _epoch_stage(seed, epoch_id, cli_overrides,
+                                                            params_path)
     if task not in params.tasks:
         raise ParamsError(f"--task {task!r} is not in params.yaml tasks {list(params.tasks)}")
-    epoch = params.epoch(epoch_id)
-    ctx = RunContext.build(params, seed)
-    theta, state, digest = _load_prev(ctx, "alphavil", epoch.prev)
     method = AlphaVIL(ctx)
     p = params.for_epoch(epoch_id)
     n = len(ctx.split("train", task))
@@ -133,11 +141,8 @@ def _delta_paths(params: Params, seed: int, epoch_id: str) -> dict[str, Path]:
 
 def estimate_alpha(seed: int, epoch_id: str, cli_overrides: dict,
                    params_path: str | Path = "params.yaml") -> None:
-    params = _start(seed, params_path)
-    check_epoch_args(params, epoch_id, cli_overrides)
-    epoch = params.epoch(epoch_id)
-    ctx = RunContext.build(params, seed)
-    theta, _, digest = _load_prev(ctx, "alphavil", epoch.prev)
+    params, epoch, ctx, theta, _, digest = _epoch_stage(seed, epoch_id, cli_overrides,
+                                                        params_path)
     deltas = {t: load_delta(p, theta, digest)[0]
               for t, p in _delta_paths(params, seed, epoch_id).items()}
     alphas, trace = AlphaVIL(ctx).estimate(epoch, theta, deltas)
@@ -150,11 +155,8 @@ def estimate_alpha(seed: int, epoch_id: str, cli_overrides: dict,
 
 def merge(seed: int, epoch_id: str, cli_overrides: dict,
           params_path: str | Path = "params.yaml") -> None:
-    params = _start(seed, params_path)
-    check_epoch_args(params, epoch_id, cli_overrides)
-    epoch = params.epoch(epoch_id)
-    ctx = RunContext.build(params, seed)
-    theta, state, digest = _load_prev(ctx, "alphavil", epoch.prev)
+    params, epoch, ctx, theta, state, digest = _epoch_stage(seed, epoch_id, cli_overrides,
+                                                            params_path)
     record = read_json(layout.alpha_path(seed, epoch_id))
     if record.get("base") != digest:
         raise ArtifactError(f"{layout.alpha_path(seed, epoch_id)}: α was fitted on checkpoint "
