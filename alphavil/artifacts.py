@@ -20,6 +20,8 @@ import torch
 from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
+from . import distributed
+
 
 class ArtifactError(RuntimeError):
     """A checkpoint, delta or metrics file is missing, corrupt or does not fit."""
@@ -41,6 +43,8 @@ def atomic_path(path: str | Path) -> Iterator[Path]:
 
 
 def write_json(path: str | Path, obj: object) -> None:
+    if not distributed.is_main():  # data-parallel ranks compute the same artifact
+        return
     text = json.dumps(obj, indent=2, sort_keys=True, allow_nan=False) + "\n"
     with atomic_path(path) as tmp:
         tmp.write_text(text)
@@ -57,6 +61,8 @@ def read_json(path: str | Path) -> dict:
 
 
 def write_text(path: str | Path, text: str) -> None:
+    if not distributed.is_main():
+        return
     with atomic_path(path) as tmp:
         tmp.write_text(text)
 
@@ -66,6 +72,8 @@ def save_tensors(path: str | Path, tensors: dict[str, torch.Tensor],
     for name, t in tensors.items():
         if t.is_floating_point() and not torch.isfinite(t).all():
             raise ArtifactError(f"{path}: refusing to save non-finite values in {name!r}")
+    if not distributed.is_main():
+        return
     tensors = {k: v.detach().contiguous().cpu() for k, v in tensors.items()}
     with atomic_path(path) as tmp:
         save_file(tensors, str(tmp), metadata=metadata)

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import torch
 
-from . import layout
+from . import distributed, layout
 from .artifacts import (ArtifactError, check_compatible, checkpoint_digest, load_checkpoint,
                         load_delta, read_json, save_checkpoint, save_delta, write_json)
 from .config import Params, ParamsError, load_params
@@ -67,7 +67,7 @@ def prepare(params_path: str | Path = "params.yaml", out_dir: Path = layout.DATA
     say(f"prepare: loading digits from {d['source']!r}")
     digits, labels = load_digits(d["source"], d.get("source_args") or {})
     splits = build(digits, labels, d)
-    if out_dir.exists():
+    if out_dir.exists() and distributed.is_main():
         shutil.rmtree(out_dir)
     save_prepared(out_dir, splits, params)
     say(f"prepare: wrote {', '.join(f'{s} {len(c.left)}' for s, c in splits.items())} "
@@ -185,7 +185,7 @@ def train_method(method_name: str, seed: int, params_path: str | Path = "params.
     method = cls(ctx)
     state = method.initial_state()
     out_root = layout.BASELINES / method_name / f"s{seed}"
-    if out_root.exists():
+    if out_root.exists() and distributed.is_main():
         shutil.rmtree(out_root)
     from .steplog import progress
 

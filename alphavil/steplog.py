@@ -16,12 +16,19 @@ from tqdm import tqdm
 
 
 def _quiet() -> bool:
-    return os.environ.get("ALPHAVIL_QUIET") == "1"
+    from . import distributed
+
+    return os.environ.get("ALPHAVIL_QUIET") == "1" or not distributed.is_main()
 
 
 @contextmanager
 def step_logger(log_dir: Path, total: int | None, desc: str) -> Iterator[Callable[[int, float], None]]:
     """Yield on_step(step, loss): logs the loss with dvclive and advances a progress bar."""
+    from . import distributed
+
+    if not distributed.is_main():  # one log per stage, written by rank 0
+        yield lambda step, loss: None
+        return
     from dvclive import Live
 
     bar = tqdm(total=total, desc=desc, unit="step", file=sys.stderr, leave=False,
