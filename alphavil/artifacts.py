@@ -124,7 +124,8 @@ def checkpoint_digest(folder: str | Path) -> str:
 
 
 def check_compatible(what: str, tensors: dict[str, torch.Tensor],
-                     reference: dict[str, torch.Tensor], *, subset: bool) -> None:
+                     reference: dict[str, torch.Tensor], *, subset: bool,
+                     same_dtype: bool = True) -> None:
     """Refuse a merge of tensors that do not belong to the reference model."""
     extra = sorted(set(tensors) - set(reference))
     if extra:
@@ -135,7 +136,8 @@ def check_compatible(what: str, tensors: dict[str, torch.Tensor],
             raise ArtifactError(f"{what}: lacks parameters of the model: {missing[:5]}")
     for name, t in tensors.items():
         ref = reference[name]
-        if t.shape != ref.shape or t.dtype != ref.dtype:
+        if t.shape != ref.shape or (same_dtype and t.dtype != ref.dtype) or (
+                not t.is_floating_point()):
             raise ArtifactError(f"{what}: parameter {name!r} is {tuple(t.shape)} {t.dtype}, "
                                 f"the model's is {tuple(ref.shape)} {ref.dtype}")
 
@@ -148,15 +150,22 @@ def save_delta(path: str | Path, delta: dict[str, torch.Tensor], *, task: str, e
                                "base": base_digest, "examples": str(examples)})
 
 
-def load_delta(path: str | Path, reference: dict[str, torch.Tensor],
-               base_digest: str) -> tuple[dict[str, torch.Tensor], dict[str, str]]:
+def load_delta(path: str | Path, reference: dict[str, torch.Tensor], base_digest: str,
+               *, task: str | None = None, epoch: str | None = None,
+               ) -> tuple[dict[str, torch.Tensor], dict[str, str]]:
     delta, meta = load_tensors(path)
     if meta.get("format") != "alphavil-delta":
         raise ArtifactError(f"{path}: not an alphavil delta file (metadata {meta})")
+    # a delta copied or renamed onto another task's or epoch's path must not be merged
+    for key, want in (("task", task), ("epoch", epoch)):
+        if want is not None and meta.get(key) != want:
+            raise ArtifactError(f"{path}: holds the delta of {key} {meta.get(key)!r}, "
+                                f"expected {want!r}")
     if meta.get("base") != base_digest:
         raise ArtifactError(f"{path}: delta was computed from checkpoint {meta.get('base')}, "
                             f"but the merge starts from {base_digest}; re-run its fine-tune")
-    check_compatible(str(path), delta, reference, subset=True)
+    # deltas may be stored narrower or wider than the weights (alphavil.delta_dtype)
+    check_compatible(str(path), delta, reference, subset=True, same_dtype=False)
     for name, t in delta.items():
         if not torch.isfinite(t).all():
             raise ArtifactError(f"{path}: non-finite values in {name!r}")

@@ -78,6 +78,9 @@ def estimate_alpha(model: nn.Module, theta: Params, deltas: list[Params], dev: T
     all_idx = torch.arange(len(dev))
     with torch.no_grad():
         before = float(dev_loss(model, theta, deltas, alpha, dev, target, all_idx))
+    if not math.isfinite(before):
+        raise FloatingPointError(f"{where}: dev loss of target task {target!r} is {before} "
+                                 f"at α = {init} (before any α step)")
     losses: list[float] = []
     batches: list[torch.Tensor] = []
     for step in range(steps):
@@ -86,7 +89,8 @@ def estimate_alpha(model: nn.Module, theta: Params, deltas: list[Params], dev: T
         loss = dev_loss(model, theta, deltas, alpha, dev, target, batches.pop(0))
         value = float(loss.detach())
         if not math.isfinite(value):
-            raise FloatingPointError(f"{where}: target dev loss is {value} at α step {step}")
+            raise FloatingPointError(f"{where}: dev loss of target task {target!r} is {value} "
+                                     f"at α step {step} (α = {alpha.detach().tolist()})")
         opt.zero_grad()
         loss.backward()
         opt.step()
