@@ -7,10 +7,12 @@ safetensors: no pickle.
 
 from __future__ import annotations
 
+import glob
 import hashlib
 import json
 import math
 import os
+import signal
 import tempfile
 from contextlib import contextmanager
 from pathlib import Path
@@ -32,14 +34,29 @@ def atomic_path(path: str | Path) -> Iterator[Path]:
     """Yield a temp path beside `path`; rename it onto `path` only if the block succeeds."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
+    # A temp file left by a killed earlier run would otherwise change the hash of a
+    # directory dependency (deltas/s0/ep0) and so the dvc.lock of the resumed run.
+    for stale in path.parent.glob(f".{glob.escape(path.name)}.*.tmp"):
+        stale.unlink(missing_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     os.close(fd)
     try:
         yield Path(tmp)
+        _kill_hook(path, Path(tmp))
         os.replace(tmp, path)
     finally:
         if os.path.exists(tmp):
             os.unlink(tmp)
+
+
+def _kill_hook(path: Path, tmp: Path) -> None:
+    """tests/test_resume.py: ALPHAVIL_KILL_WRITING=<part of a path> makes the process
+    SIGKILL itself while writing that artifact (temp file half written, not renamed),
+    the state a `kill -9` leaves behind."""
+    target = os.environ.get("ALPHAVIL_KILL_WRITING")
+    if target and target in path.as_posix():
+        os.truncate(tmp, tmp.stat().st_size // 2)
+        os.kill(os.getpid(), signal.SIGKILL)
 
 
 def write_json(path: str | Path, obj: object) -> None:
@@ -75,8 +92,16 @@ def save_tensors(path: str | Path, tensors: dict[str, torch.Tensor],
     if not distributed.is_main():
         return
     tensors = {k: v.detach().contiguous().cpu() for k, v in tensors.items()}
+    if metadata:
+        # safetensors writes its metadata map in a per-process random (hash) order, so a
+        # file with two or more keys differed byte for byte between identical runs; one
+        # key holding sorted JSON keeps the file, and so dvc.lock, deterministic.
+        metadata = {_META_KEY: json.dumps(metadata, sort_keys=True, separators=(",", ":"))}
     with atomic_path(path) as tmp:
         save_file(tensors, str(tmp), metadata=metadata)
+
+
+_META_KEY = "alphavil"
 
 
 def load_tensors(path: str | Path) -> tuple[dict[str, torch.Tensor], dict[str, str]]:
@@ -88,9 +113,15 @@ def load_tensors(path: str | Path) -> tuple[dict[str, torch.Tensor], dict[str, s
 
         with safe_open(str(path), framework="pt") as fh:
             metadata = dict(fh.metadata() or {})
-        return load_file(str(path)), metadata
+        tensors = load_file(str(path))
     except (SafetensorError, OSError, ValueError) as err:
         raise ArtifactError(f"{path}: not a readable safetensors file ({err})") from None
+    if set(metadata) == {_META_KEY}:
+        try:
+            metadata = json.loads(metadata[_META_KEY])
+        except json.JSONDecodeError as err:
+            raise ArtifactError(f"{path}: corrupt metadata ({err})") from None
+    return tensors, metadata
 
 
 def file_digest(path: str | Path) -> str:
