@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import os
 
 import torch
 
@@ -18,8 +19,20 @@ def generator(*parts: object) -> torch.Generator:
     return g
 
 
+def configure_threads() -> int:
+    """One intra-op thread unless ALPHAVIL_THREADS says otherwise. The models here are
+    small: a second thread gains little even on an idle machine, and on a shared one
+    OpenMP's spinning workers made an epoch 4-12× slower (docs/performance.md). A fixed
+    count also keeps results byte-identical across machines with different core counts."""
+    n = int(os.environ.get("ALPHAVIL_THREADS", "1"))
+    if torch.get_num_threads() != n:
+        torch.set_num_threads(n)
+    return n
+
+
 def set_determinism(seed: int) -> None:
     # torch.use_deterministic_algorithms is not called: on CPU the ops used here are
     # already deterministic for a fixed thread count (tests compare dvc.lock hashes), and
     # the call imports torch's compiler stack, ~1.7 s of start-up in every stage.
+    configure_threads()
     torch.manual_seed(seed)
