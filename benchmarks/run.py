@@ -34,6 +34,7 @@ from pathlib import Path
 import yaml
 
 ROOT = Path(__file__).resolve().parents[1]
+LIGHT_ALPHA_STEPS = 5
 COPY = ["dvc.yaml", "stages", "alphavil", ".dvcignore", ".gitignore"]
 
 
@@ -79,7 +80,7 @@ def _chdir(path: Path):
 
 def epoch_and_loop(work: Path, repeats: int) -> dict:
     from alphavil import pipeline
-    from alphavil.config import load_params
+    from alphavil.config import load_params, validate
     from alphavil.context import RunContext
     from alphavil.methods.alphavil import AlphaVIL
     from alphavil.methods.joint import UniformMTL
@@ -117,6 +118,14 @@ def epoch_and_loop(work: Path, repeats: int) -> dict:
 
         alphavil_epoch()  # warm-up: first-call costs belong to neither side
         epoch_t = _alternate({"alphavil": alphavil_epoch, "uniform": uniform_epoch}, repeats)
+        # α estimation's work is alpha.steps × alpha.batch_size dev examples forward and
+        # backward: the same run with fewer steps shows what the epoch ratio depends on
+        light = copy.deepcopy(params.raw)
+        light["alpha"]["steps"] = LIGHT_ALPHA_STEPS
+        ctx.params = validate(light)
+        deltas = {t: av.finetune(epoch, theta, state, t)[0] for t in ctx.tasks}
+        light_alpha = _median_time(lambda: av.estimate(epoch, theta, deltas), repeats)
+        ctx.params = params
         examples = sum(len(ctx.split("train", t)) for t in ctx.tasks) * \
             params.section("alphavil")["sample_ratio"]
 
@@ -158,7 +167,9 @@ def epoch_and_loop(work: Path, repeats: int) -> dict:
                              "bare": bare}, repeats)
     return {
         "epoch": epoch_t, "parts": {k: statistics.median(v) for k, v in parts.items()},
-        "examples_per_epoch": int(examples), "loop": loop_t, "loop_steps": len(batches),
+        "examples_per_epoch": int(examples), "loop": loop_t, "light_alpha": light_alpha,
+        "alpha_steps": params.section("alpha")["steps"],
+        "alpha_batch": params.section("alpha")["batch_size"], "loop_steps": len(batches),
         "threads": torch.get_num_threads(),
     }
 
@@ -361,6 +372,12 @@ def _print(ep, st, mem, load_start, load_end, repeats) -> None:
     p = ep["parts"]
     row("  of which fine-tunes / α estimation / merge",
         f"{p['finetunes']:.2f} / {p['alpha']:.2f} / {p['merge']:.3f} s", "", None)
+    row(f"  α estimation's work: alpha.steps × batch = dev examples fwd+bwd",
+        f"{ep['alpha_steps']} × {ep['alpha_batch']} = {ep['alpha_steps'] * ep['alpha_batch']}"
+        f" (the epoch trains on {ep['examples_per_epoch']})", "", None)
+    light = (p["finetunes"] + ep["light_alpha"] + p["merge"]) / e["uniform"]
+    row(f"  same ratio with alpha.steps = {LIGHT_ALPHA_STEPS}",
+        f"{light:.2f} (α estimation {ep['light_alpha']:.2f} s)", "≤ 1.15", light <= 1.15)
     for name, key in (("train_pass + step log", "ours_logged"), ("train_pass, no log", "ours_plain")):
         thr = loop["bare"] / loop[key]
         row(f"training loop throughput vs bare loop ({name})",
