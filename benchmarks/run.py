@@ -275,7 +275,7 @@ def stages(work: Path, repeats: int) -> dict:
             _run(["bash", "-c", cmd], repo, env)
 
     whole = _alternate({"dvc": lambda: _run(dvc + ["repro", "-f"], repo, env),
-                        "plain": plain}, max(1, repeats // 2))
+                        "plain": plain}, repeats)
 
     def size(*rels):
         total = 0
