@@ -10,8 +10,8 @@ import torch
 
 from . import distributed, layout
 from .artifacts import (ArtifactError, check_compatible, check_finite, checkpoint_digest,
-                        load_checkpoint,
-                        load_delta, read_json, save_checkpoint, save_delta, write_json)
+                        load_checkpoint, load_delta, read_json, save_checkpoint, save_delta,
+                        write_json)
 from .config import Params, ParamsError, check_data_source, load_params
 from .context import RunContext
 from .methods import METHODS, get_method
