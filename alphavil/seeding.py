@@ -20,10 +20,11 @@ def generator(*parts: object) -> torch.Generator:
 
 
 def configure_threads() -> int:
-    """One intra-op thread unless ALPHAVIL_THREADS says otherwise. The models here are
-    small: a second thread gains little even on an idle machine, and on a shared one
-    OpenMP's spinning workers made an epoch 4-12× slower (docs/performance.md). A fixed
-    count also keeps results byte-identical across machines with different core counts."""
+    """One intra-op thread unless ALPHAVIL_THREADS says otherwise. On a 2-core machine
+    shared with other work, two threads made an epoch up to 20× slower (OpenMP workers
+    wait on a descheduled sibling) for at best 1.5× when the machine was idle
+    (docs/performance.md). A fixed count also keeps results byte-identical across
+    machines with different core counts."""
     n = int(os.environ.get("ALPHAVIL_THREADS", "1"))
     if torch.get_num_threads() != n:
         torch.set_num_threads(n)
