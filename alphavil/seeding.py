@@ -25,7 +25,10 @@ def configure_threads() -> int:
     wait on a descheduled sibling) for at best 1.5× when the machine was idle
     (docs/performance.md). A fixed count also keeps results byte-identical across
     machines with different core counts."""
-    n = int(os.environ.get("ALPHAVIL_THREADS", "1"))
+    raw = os.environ.get("ALPHAVIL_THREADS", "1")
+    if not raw.isdigit() or int(raw) < 1:
+        raise ValueError(f"ALPHAVIL_THREADS: expected a positive integer, got {raw!r}")
+    n = int(raw)
     if torch.get_num_threads() != n:
         torch.set_num_threads(n)
     return n

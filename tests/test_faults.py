@@ -314,3 +314,12 @@ def test_overflowing_merge_names_the_epoch(epoch0):
     with pytest.raises(FloatingPointError, match=r"seed 0, epoch ep0: merged parameter"):
         pipeline.merge(0, "ep0", {})
     assert not layout.checkpoint_dir("alphavil", 0, "ep0").exists()
+
+
+@pytest.mark.parametrize("value", ["0", "two", "-1"])
+def test_bad_thread_count_is_named(monkeypatch, value):
+    from alphavil.seeding import configure_threads
+
+    monkeypatch.setenv("ALPHAVIL_THREADS", value)
+    with pytest.raises(ValueError, match="ALPHAVIL_THREADS: expected a positive integer"):
+        configure_threads()
