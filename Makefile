@@ -1,11 +1,12 @@
 # `make run`: venv + `dvc repro` on the built-in offline configuration.
 # `make test`: the test suite (what CI runs).
+# `make bench`: the performance table of docs/performance.md (a few minutes).
 VENV ?= .venv
 PY := $(VENV)/bin/python
 export PATH := $(CURDIR)/$(VENV)/bin:$(PATH)
 export DVC_NO_ANALYTICS := 1
 
-.PHONY: install run harmful test test-fast dag
+.PHONY: install run harmful test test-fast bench dag clean
 
 $(VENV)/.installed: requirements.txt pyproject.toml
 	python3 -m venv $(VENV)
@@ -28,6 +29,9 @@ test: install
 
 test-fast: install
 	python -m pytest -q -m "not integration"
+
+bench: install
+	python -m benchmarks.run
 
 dag: install
 	dvc dag

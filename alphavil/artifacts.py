@@ -7,10 +7,12 @@ safetensors: no pickle.
 
 from __future__ import annotations
 
+import glob
 import hashlib
 import json
 import math
 import os
+import signal
 import tempfile
 from contextlib import contextmanager
 from pathlib import Path
@@ -19,6 +21,8 @@ from typing import Iterator
 import torch
 from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
+
+from . import distributed
 
 
 class ArtifactError(RuntimeError):
@@ -30,17 +34,34 @@ def atomic_path(path: str | Path) -> Iterator[Path]:
     """Yield a temp path beside `path`; rename it onto `path` only if the block succeeds."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
+    # A temp file left by a killed earlier run would otherwise change the hash of a
+    # directory dependency (deltas/s0/ep0) and so the dvc.lock of the resumed run.
+    for stale in path.parent.glob(f".{glob.escape(path.name)}.*.tmp"):
+        stale.unlink(missing_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     os.close(fd)
     try:
         yield Path(tmp)
+        _kill_hook(path, Path(tmp))
         os.replace(tmp, path)
     finally:
         if os.path.exists(tmp):
             os.unlink(tmp)
 
 
+def _kill_hook(path: Path, tmp: Path) -> None:
+    """tests/test_resume.py: ALPHAVIL_KILL_WRITING=<part of a path> makes the process
+    SIGKILL itself while writing that artifact (temp file half written, not renamed),
+    the state a `kill -9` leaves behind."""
+    target = os.environ.get("ALPHAVIL_KILL_WRITING")
+    if target and target in path.as_posix():
+        os.truncate(tmp, tmp.stat().st_size // 2)
+        os.kill(os.getpid(), signal.SIGKILL)
+
+
 def write_json(path: str | Path, obj: object) -> None:
+    if not distributed.is_main():  # data-parallel ranks compute the same artifact
+        return
     text = json.dumps(obj, indent=2, sort_keys=True, allow_nan=False) + "\n"
     with atomic_path(path) as tmp:
         tmp.write_text(text)
@@ -57,6 +78,8 @@ def read_json(path: str | Path) -> dict:
 
 
 def write_text(path: str | Path, text: str) -> None:
+    if not distributed.is_main():
+        return
     with atomic_path(path) as tmp:
         tmp.write_text(text)
 
@@ -69,12 +92,16 @@ def save_tensors(path: str | Path, tensors: dict[str, torch.Tensor],
     for name, t in tensors.items():
         if t.is_floating_point() and not torch.isfinite(t).all():
             raise ArtifactError(f"{path}: refusing to save non-finite values in {name!r}")
+    if not distributed.is_main():
+        return
     tensors = {k: v.detach().contiguous().cpu() for k, v in tensors.items()}
-    # safetensors writes its metadata map in hash order, which changes between processes;
-    # one sorted JSON string under one key keeps the file byte-identical across runs
-    packed = {_META_KEY: json.dumps(metadata, sort_keys=True)} if metadata else None
+    if metadata:
+        # safetensors writes its metadata map in a per-process random (hash) order, so a
+        # file with two or more keys differed byte for byte between identical runs; one
+        # key holding sorted JSON keeps the file, and so dvc.lock, deterministic.
+        metadata = {_META_KEY: json.dumps(metadata, sort_keys=True, separators=(",", ":"))}
     with atomic_path(path) as tmp:
-        save_file(tensors, str(tmp), metadata=packed)
+        save_file(tensors, str(tmp), metadata=metadata)
 
 
 def load_tensors(path: str | Path) -> tuple[dict[str, torch.Tensor], dict[str, str]]:
@@ -86,11 +113,15 @@ def load_tensors(path: str | Path) -> tuple[dict[str, torch.Tensor], dict[str, s
 
         with safe_open(str(path), framework="pt") as fh:
             metadata = dict(fh.metadata() or {})
-        if _META_KEY in metadata:
-            metadata = json.loads(metadata[_META_KEY])
-        return load_file(str(path)), metadata
+        tensors = load_file(str(path))
     except (SafetensorError, OSError, ValueError) as err:
         raise ArtifactError(f"{path}: not a readable safetensors file ({err})") from None
+    if set(metadata) == {_META_KEY}:
+        try:
+            metadata = json.loads(metadata[_META_KEY])
+        except json.JSONDecodeError as err:
+            raise ArtifactError(f"{path}: corrupt metadata ({err})") from None
+    return tensors, metadata
 
 
 def file_digest(path: str | Path) -> str:
@@ -124,7 +155,8 @@ def checkpoint_digest(folder: str | Path) -> str:
 
 
 def check_compatible(what: str, tensors: dict[str, torch.Tensor],
-                     reference: dict[str, torch.Tensor], *, subset: bool) -> None:
+                     reference: dict[str, torch.Tensor], *, subset: bool,
+                     same_dtype: bool = True) -> None:
     """Refuse a merge of tensors that do not belong to the reference model."""
     extra = sorted(set(tensors) - set(reference))
     if extra:
@@ -135,7 +167,8 @@ def check_compatible(what: str, tensors: dict[str, torch.Tensor],
             raise ArtifactError(f"{what}: lacks parameters of the model: {missing[:5]}")
     for name, t in tensors.items():
         ref = reference[name]
-        if t.shape != ref.shape or t.dtype != ref.dtype:
+        if t.shape != ref.shape or (same_dtype and t.dtype != ref.dtype) or (
+                not t.is_floating_point()):
             raise ArtifactError(f"{what}: parameter {name!r} is {tuple(t.shape)} {t.dtype}, "
                                 f"the model's is {tuple(ref.shape)} {ref.dtype}")
 
@@ -148,15 +181,22 @@ def save_delta(path: str | Path, delta: dict[str, torch.Tensor], *, task: str, e
                                "base": base_digest, "examples": str(examples)})
 
 
-def load_delta(path: str | Path, reference: dict[str, torch.Tensor],
-               base_digest: str) -> tuple[dict[str, torch.Tensor], dict[str, str]]:
+def load_delta(path: str | Path, reference: dict[str, torch.Tensor], base_digest: str,
+               *, task: str | None = None, epoch: str | None = None,
+               ) -> tuple[dict[str, torch.Tensor], dict[str, str]]:
     delta, meta = load_tensors(path)
     if meta.get("format") != "alphavil-delta":
         raise ArtifactError(f"{path}: not an alphavil delta file (metadata {meta})")
+    # a delta copied or renamed onto another task's or epoch's path must not be merged
+    for key, want in (("task", task), ("epoch", epoch)):
+        if want is not None and meta.get(key) != want:
+            raise ArtifactError(f"{path}: holds the delta of {key} {meta.get(key)!r}, "
+                                f"expected {want!r}")
     if meta.get("base") != base_digest:
         raise ArtifactError(f"{path}: delta was computed from checkpoint {meta.get('base')}, "
                             f"but the merge starts from {base_digest}; re-run its fine-tune")
-    check_compatible(str(path), delta, reference, subset=True)
+    # deltas may be stored narrower or wider than the weights (alphavil.delta_dtype)
+    check_compatible(str(path), delta, reference, subset=True, same_dtype=False)
     for name, t in delta.items():
         if not torch.isfinite(t).all():
             raise ArtifactError(f"{path}: non-finite values in {name!r}")

@@ -36,8 +36,12 @@ def overrides(args: argparse.Namespace) -> dict:
 
 def run(fn: Callable[[], None]) -> None:
     """Known failures print one clear line and exit 2 instead of a traceback."""
+    from . import distributed
+
+    distributed.init_from_env()  # no-op unless started by torchrun / accelerate launch
     try:
         fn()
     except (ParamsError, ArtifactError, DigitSourceError, FloatingPointError) as err:
         print(f"error: {err}", file=sys.stderr)
         sys.exit(2)
+    distributed.shutdown()

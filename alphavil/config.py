@@ -321,12 +321,59 @@ def validate(raw: Any, source: str = "params.yaml") -> Params:
                   methods=["alphavil"] + list(baselines))
 
 
+def _duplicate_keys(node: yaml.Node, path: str = "") -> list[str]:
+    """yaml.safe_load keeps the last of two equal keys without a word, so a task or a
+    section written twice would silently lose the first one; find them in the node tree."""
+    problems: list[str] = []
+    if isinstance(node, yaml.MappingNode):
+        seen: dict[str, int] = {}
+        for key_node, value_node in node.value:
+            key = str(key_node.value)
+            dotted = f"{path}.{key}" if path else key
+            line = key_node.start_mark.line + 1
+            if key in seen:
+                problems.append(f"{dotted}: expected each key once in a mapping, "
+                                f"got it twice (lines {seen[key]} and {line})")
+            seen.setdefault(key, line)
+            problems += _duplicate_keys(value_node, dotted)
+    elif isinstance(node, yaml.SequenceNode):
+        for i, item in enumerate(node.value):
+            problems += _duplicate_keys(item, f"{path}[{i}]")
+    return problems
+
+
+def parse_yaml(text: str, source: str = "params.yaml") -> Any:
+    try:
+        problems = _duplicate_keys(yaml.compose(text, Loader=yaml.SafeLoader))
+        raw = yaml.safe_load(text)
+    except yaml.YAMLError as err:
+        raise ParamsError(f"{source}: not valid YAML: {err}") from None
+    if problems:
+        lines = "\n  - ".join(problems)
+        raise ParamsError(f"{source} is invalid:\n  - {lines}")
+    return raw
+
+
+def check_data_source(params: Params) -> None:
+    """Files the prepare stage reads must exist before it starts. Only prepare calls
+    this: later stages read data/prepared, which a teammate may have pulled from a
+    remote without having the source files."""
+    d = params.raw.get("data") or {}
+    if d.get("source") != "mnist_idx":
+        return
+    path = (d.get("source_args") or {}).get("path")
+    if not path or not Path(path).is_dir():
+        raise ParamsError(f"data.source_args.path: expected an existing folder with "
+                          f"train-images-idx3-ubyte[.gz] and train-labels-idx1-ubyte[.gz] "
+                          f"(data.source is mnist_idx), got {path!r}")
+    for stem in ("train-images-idx3-ubyte", "train-labels-idx1-ubyte"):
+        if not any((Path(path) / f"{stem}{ext}").is_file() for ext in ("", ".gz")):
+            raise ParamsError(f"data.source_args.path: expected {stem}[.gz] in {path!r}, "
+                              "not found")
+
+
 def load_params(path: str | Path = "params.yaml") -> Params:
     path = Path(path)
     if not path.is_file():
         raise ParamsError(f"{path}: file not found (run from the repository root)")
-    try:
-        raw = yaml.safe_load(path.read_text())
-    except yaml.YAMLError as err:
-        raise ParamsError(f"{path}: not valid YAML: {err}") from None
-    return validate(raw, str(path))
+    return validate(parse_yaml(path.read_text(), str(path)), str(path))

@@ -67,6 +67,20 @@ def dev_loss(model: nn.Module, theta: Params, deltas: list[Params], alpha: torch
     return task_loss(logits, labels).mean()
 
 
+@torch.no_grad()
+def _full_dev_loss(model: nn.Module, theta: Params, deltas: list[Params], alpha: torch.Tensor,
+                   dev: TaskSplit, target: str, batch_size: int) -> float:
+    """The whole dev split's mean loss at α, in batches: one forward over the split at
+    once held every layer's activations for all of it, ~100× the model's size."""
+    params = combine(theta, deltas, alpha)
+    total = 0.0
+    for idx in minibatches(torch.arange(len(dev)), batch_size):
+        inputs, labels = dev.batch(idx)
+        logits = functional_call(model, params, (inputs, target))
+        total += float(task_loss(logits, labels).double().sum())
+    return total / len(dev)
+
+
 def estimate_alpha(model: nn.Module, theta: Params, deltas: list[Params], dev: TaskSplit,
                    target: str, *, init: float, steps: int, lr: float, optimizer: str,
                    batch_size: int, g: torch.Generator, where: str) -> tuple[list[float], dict]:
@@ -75,9 +89,10 @@ def estimate_alpha(model: nn.Module, theta: Params, deltas: list[Params], dev: T
     alpha = torch.full((len(deltas),), float(init), dtype=torch.float32, requires_grad=True)
     opt = make_optimizer(optimizer, [alpha], lr) if optimizer == "adam" else \
         make_optimizer("sgd", [alpha], lr)
-    all_idx = torch.arange(len(dev))
-    with torch.no_grad():
-        before = float(dev_loss(model, theta, deltas, alpha, dev, target, all_idx))
+    before = _full_dev_loss(model, theta, deltas, alpha, dev, target, batch_size)
+    if not math.isfinite(before):
+        raise FloatingPointError(f"{where}: dev loss of target task {target!r} is {before} "
+                                 f"at α = {init} (before any α step)")
     losses: list[float] = []
     batches: list[torch.Tensor] = []
     for step in range(steps):
@@ -86,7 +101,8 @@ def estimate_alpha(model: nn.Module, theta: Params, deltas: list[Params], dev: T
         loss = dev_loss(model, theta, deltas, alpha, dev, target, batches.pop(0))
         value = float(loss.detach())
         if not math.isfinite(value):
-            raise FloatingPointError(f"{where}: target dev loss is {value} at α step {step}")
+            raise FloatingPointError(f"{where}: dev loss of target task {target!r} is {value} "
+                                     f"at α step {step} (α = {alpha.detach().tolist()})")
         opt.zero_grad()
         loss.backward()
         opt.step()
@@ -94,8 +110,7 @@ def estimate_alpha(model: nn.Module, theta: Params, deltas: list[Params], dev: T
             raise FloatingPointError(f"{where}: α became {alpha.detach().tolist()} at step "
                                      f"{step}; lower alpha.lr")
         losses.append(value)
-    with torch.no_grad():
-        after = float(dev_loss(model, theta, deltas, alpha, dev, target, all_idx))
+    after = _full_dev_loss(model, theta, deltas, alpha, dev, target, batch_size)
     return alpha.detach().tolist(), {"dev_loss_at_init": before, "dev_loss_after": after,
                                       "step_losses": losses}
 

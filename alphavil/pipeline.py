@@ -8,10 +8,11 @@ from pathlib import Path
 
 import torch
 
-from . import layout
-from .artifacts import (ArtifactError, check_compatible, checkpoint_digest, load_checkpoint,
-                        load_delta, read_json, save_checkpoint, save_delta, write_json)
-from .config import Params, ParamsError, load_params
+from . import distributed, layout
+from .artifacts import (ArtifactError, check_compatible, check_finite, checkpoint_digest,
+                        load_checkpoint, load_delta, read_json, save_checkpoint, save_delta,
+                        write_json)
+from .config import Params, ParamsError, check_data_source, load_params
 from .context import RunContext
 from .methods import METHODS, get_method
 from .methods.alphavil import AlphaVIL
@@ -64,6 +65,7 @@ def _epoch_stage(seed: int, epoch_id: str, cli_overrides: dict, params_path: str
 
 def prepare(params_path: str | Path = "params.yaml", out_dir: Path = layout.DATA) -> None:
     params = load_params(params_path)
+    check_data_source(params)
     setting = params.raw.get("setting", "vision")
     if setting == "nlu":
         from .nlu.prepare import prepare_nlu
@@ -78,7 +80,7 @@ def prepare(params_path: str | Path = "params.yaml", out_dir: Path = layout.DATA
     say(f"prepare: loading digits from {d['source']!r}")
     digits, labels = load_digits(d["source"], d.get("source_args") or {})
     splits = build(digits, labels, d)
-    if out_dir.exists():
+    if out_dir.exists() and distributed.is_main():
         shutil.rmtree(out_dir)
     save_prepared(out_dir, splits, params)
     say(f"prepare: wrote {', '.join(f'{s} {len(c.left)}' for s, c in splits.items())} "
@@ -143,7 +145,7 @@ def estimate_alpha(seed: int, epoch_id: str, cli_overrides: dict,
                    params_path: str | Path = "params.yaml") -> None:
     params, epoch, ctx, theta, _, digest = _epoch_stage(seed, epoch_id, cli_overrides,
                                                         params_path)
-    deltas = {t: load_delta(p, theta, digest)[0]
+    deltas = {t: load_delta(p, theta, digest, task=t, epoch=epoch_id)[0]
               for t, p in _delta_paths(params, seed, epoch_id).items()}
     alphas, trace = AlphaVIL(ctx).estimate(epoch, theta, deltas)
     say(f"estimate_alpha s{seed} {epoch_id}: α = "
@@ -165,10 +167,18 @@ def merge(seed: int, epoch_id: str, cli_overrides: dict,
     if set(alphas) != set(params.tasks):
         raise ArtifactError(f"{layout.alpha_path(seed, epoch_id)}: α for tasks {sorted(alphas)},"
                             f" params.yaml has {sorted(params.tasks)}")
+    for t, a in alphas.items():
+        check_finite(a, f"seed {seed}, epoch {epoch_id}: α of task {t!r} "
+                        f"in {layout.alpha_path(seed, epoch_id)}")
     method = AlphaVIL(ctx)
     paths = _delta_paths(params, seed, epoch_id)
-    merged = method.merge(theta, alphas,
-                          ((t, load_delta(p, theta, digest)[0]) for t, p in paths.items()))
+    merged = method.merge(theta, alphas, ((t, load_delta(p, theta, digest, task=t,
+                                                         epoch=epoch_id)[0])
+                                          for t, p in paths.items()))
+    for name, value in merged.items():
+        if not torch.isfinite(value).all():
+            raise FloatingPointError(f"seed {seed}, epoch {epoch_id}: merged parameter "
+                                     f"{name!r} is not finite (α = {alphas}); stopping")
     new_state = method.next_state(epoch, state, alphas)
     save_checkpoint(layout.checkpoint_dir("alphavil", seed, epoch_id), merged,
                     {"epoch": epoch_id, "n": epoch.n, "method": "alphavil", "seed": seed,
@@ -187,7 +197,7 @@ def train_method(method_name: str, seed: int, params_path: str | Path = "params.
     method = cls(ctx)
     state = method.initial_state()
     out_root = layout.BASELINES / method_name / f"s{seed}"
-    if out_root.exists():
+    if out_root.exists() and distributed.is_main():
         shutil.rmtree(out_root)
     from .steplog import progress
 

@@ -14,6 +14,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from . import distributed
 from .data import TaskSplit
 
 Batch = tuple[str, dict[str, torch.Tensor], torch.Tensor, "float | torch.Tensor"]
@@ -70,15 +71,22 @@ def train_pass(model: nn.Module, batches: Iterable[Batch], optimizer,
     """One pass over `batches`. Stops with an error naming `where` if the loss is NaN/inf."""
     model.train()
     stats = PassStats()
+    parallel = distributed.active()
     for task, inputs, labels, weight in batches:
-        per_example = task_loss(model(inputs, task), labels)
-        loss = (per_example * weight).mean()
-        value = float(loss.detach())
+        if parallel:
+            loss, value = _sharded_loss(model, task, inputs, labels, weight)
+        else:
+            per_example = task_loss(model(inputs, task), labels)
+            loss = (per_example * weight).mean()
+            value = float(loss.detach())
         if not math.isfinite(value):
             raise FloatingPointError(f"{where}: loss of task {task!r} is {value} at step "
                                      f"{stats.steps}; stopping (lower train.lr?)")
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
+        if parallel:
+            distributed.all_reduce_sum_([p.grad for p in model.parameters()
+                                         if p.grad is not None])
         optimizer.step()
         stats.steps += 1
         stats.examples += len(labels)
@@ -87,6 +95,22 @@ def train_pass(model: nn.Module, batches: Iterable[Batch], optimizer,
         if on_step is not None:
             on_step(stats.steps, value)
     return stats
+
+
+def _sharded_loss(model: nn.Module, task: str, inputs: dict[str, torch.Tensor],
+                  labels: torch.Tensor, weight) -> tuple[torch.Tensor, float]:
+    """This rank's part of the batch loss, scaled so that the ranks' gradients sum to the
+    full batch's; also the full batch's loss value, the same on every rank (so a NaN
+    stops all of them at the same step)."""
+    n = len(labels)
+    part = distributed.shard(n)
+    per_example = task_loss(model({k: v[part] for k, v in inputs.items()}, task),
+                            labels[part])
+    w = weight[part] if isinstance(weight, torch.Tensor) else weight
+    loss = (per_example * w).sum() / n
+    total = loss.detach().clone()
+    distributed.all_reduce_sum_([total])
+    return loss, float(total)
 
 
 @torch.no_grad()

@@ -1,0 +1,425 @@
+"""`python -m benchmarks.run` (or `make bench`): the performance table of docs/performance.md.
+
+Everything is measured side by side in one run, on the repository's params.yaml (one
+seed, its first epoch, baseline `uniform`: every per-epoch cost of the default
+configuration, without running all seeds and epochs). Timings alternate between the
+things compared and report medians, so a machine shared with other work skews both
+sides alike; the table says how loaded the machine was.
+
+  1. one αVIL epoch (every fine-tune + α estimation + merge) / one uniform-MTL epoch
+     over the same examples, in one process (compute only);
+  2. the training loop (train_pass, own Adam, the stage's step logger) vs a bare PyTorch
+     loop (torch.optim.Adam) on the same model and the same batches;
+  3. artifact I/O and DVC bookkeeping as shares of stage wall time, and a no-op repro;
+  4. peak memory of α estimation as a multiple of the model's size;
+  5. bytes written per epoch (artifacts, logs, DVC cache).
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import json
+import os
+import resource
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from contextlib import contextmanager
+from pathlib import Path
+
+import yaml
+
+ROOT = Path(__file__).resolve().parents[1]
+LIGHT_ALPHA_STEPS = 5
+COPY = ["dvc.yaml", "stages", "alphavil", ".dvcignore", ".gitignore"]
+
+
+def bench_params(seeds=(0,), n_epochs=1) -> dict:
+    raw = yaml.safe_load((ROOT / "params.yaml").read_text())
+    raw["seeds"] = list(seeds)
+    raw["epochs"] = raw["epochs"][:n_epochs]
+    raw["baselines"] = ["uniform"]
+    return raw
+
+
+def _median_time(fn, repeats: int) -> float:
+    times = []
+    for _ in range(repeats):
+        t = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - t)
+    return statistics.median(times)
+
+
+def _alternate(fns: dict, repeats: int) -> dict[str, float]:
+    """Median wall time of each fn, run in turns (A B A B ...) so load hits all alike."""
+    times: dict[str, list[float]] = {k: [] for k in fns}
+    for _ in range(repeats):
+        for k, fn in fns.items():
+            t = time.perf_counter()
+            fn()
+            times[k].append(time.perf_counter() - t)
+    return {k: statistics.median(v) for k, v in times.items()}
+
+
+@contextmanager
+def _chdir(path: Path):
+    old = os.getcwd()
+    os.chdir(path)
+    try:
+        yield
+    finally:
+        os.chdir(old)
+
+
+# --- 1 + 2: in-process compute ---------------------------------------------------------
+
+def epoch_and_loop(work: Path, repeats: int) -> dict:
+    from alphavil import pipeline
+    from alphavil.config import load_params, validate
+    from alphavil.context import RunContext
+    from alphavil.methods.alphavil import AlphaVIL
+    from alphavil.methods.joint import UniformMTL
+    from alphavil.models import trainable_state
+    from alphavil.steplog import step_logger
+    from alphavil.training import make_optimizer, task_batches, task_loss, train_pass
+
+    import torch
+
+    from alphavil.seeding import configure_threads
+
+    configure_threads()  # what every stage does (ALPHAVIL_THREADS, default 1)
+    with _chdir(work):
+        params = load_params("params.yaml")
+        ctx = RunContext.build(params, 0)
+        epoch = params.epochs[0]
+        theta = trainable_state(ctx.model)
+        av, uni = AlphaVIL(ctx), UniformMTL(ctx)
+        state = av.initial_state()
+        parts: dict[str, list[float]] = {"finetunes": [], "alpha": [], "merge": []}
+
+        def alphavil_epoch():
+            t0 = time.perf_counter()
+            deltas = {t: av.finetune(epoch, theta, state, t)[0] for t in ctx.tasks}
+            t1 = time.perf_counter()
+            alphas, _ = av.estimate(epoch, theta, deltas)
+            t2 = time.perf_counter()
+            av.merge(theta, alphas, deltas.items())
+            parts["finetunes"].append(t1 - t0)
+            parts["alpha"].append(t2 - t1)
+            parts["merge"].append(time.perf_counter() - t2)
+
+        def uniform_epoch():
+            uni.run_epoch(epoch, theta, uni.initial_state())
+
+        alphavil_epoch()  # warm-up: first-call costs belong to neither side
+        epoch_t = _alternate({"alphavil": alphavil_epoch, "uniform": uniform_epoch}, repeats)
+        # α estimation's work is alpha.steps × alpha.batch_size dev examples forward and
+        # backward: the same run with fewer steps shows what the epoch ratio depends on
+        light = copy.deepcopy(params.raw)
+        light["alpha"]["steps"] = LIGHT_ALPHA_STEPS
+        ctx.params = validate(light)
+        deltas = {t: av.finetune(epoch, theta, state, t)[0] for t in ctx.tasks}
+        light_alpha = _median_time(lambda: av.estimate(epoch, theta, deltas), repeats)
+        ctx.params = params
+        examples = sum(len(ctx.split("train", t)) for t in ctx.tasks) * \
+            params.section("alphavil")["sample_ratio"]
+
+        # 2. the same model and the same batches, three ways
+        t = params.section("train")
+        task = ctx.target
+        split = ctx.split("train", task)
+        batches = list(task_batches(task, split, torch.randperm(len(split)), t["batch_size"]))
+        model = ctx.model
+        names = [n for n, p in model.named_parameters()
+                 if n.startswith("trunk.") or n.startswith(f"heads.{task}.")]
+        own = dict(model.named_parameters())
+        logdir = Path(tempfile.mkdtemp(dir=work))
+        torch_optim = torch.optim.Adam  # first use imports torch._dynamo; not timed
+
+        def ours_logged():
+            model.load_state_dict({**model.state_dict(), **theta})
+            opt = make_optimizer("adam", [own[n] for n in names], t["lr"])
+            with step_logger(logdir, len(batches), "bench") as on_step:
+                train_pass(model, batches, opt, where="bench", on_step=on_step)
+
+        def ours_plain():
+            model.load_state_dict({**model.state_dict(), **theta})
+            opt = make_optimizer("adam", [own[n] for n in names], t["lr"])
+            train_pass(model, batches, opt, where="bench")
+
+        def bare():
+            model.load_state_dict({**model.state_dict(), **theta})
+            opt = torch_optim([own[n] for n in names], lr=t["lr"])
+            model.train()
+            for _, inputs, labels, _ in batches:
+                opt.zero_grad()
+                loss = task_loss(model(inputs, task), labels).mean()
+                loss.backward()
+                opt.step()
+
+        bare()
+        loop_t = _alternate({"ours_logged": ours_logged, "ours_plain": ours_plain,
+                             "bare": bare}, repeats)
+    return {
+        "epoch": epoch_t, "parts": {k: statistics.median(v) for k, v in parts.items()},
+        "examples_per_epoch": int(examples), "loop": loop_t, "light_alpha": light_alpha,
+        "alpha_steps": params.section("alpha")["steps"],
+        "alpha_batch": params.section("alpha")["batch_size"], "loop_steps": len(batches),
+        "threads": torch.get_num_threads(),
+    }
+
+
+# --- 3 + 5: stages under DVC -----------------------------------------------------------
+
+def make_repo(path: Path, params: dict) -> dict:
+    for name in COPY:
+        src = ROOT / name
+        if src.is_dir():
+            shutil.copytree(src, path / name, ignore=shutil.ignore_patterns("__pycache__"))
+        else:
+            shutil.copy2(src, path / name)
+    (path / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    env = {**os.environ, "PATH": str(Path(sys.executable).parent) + os.pathsep +
+           os.environ["PATH"], "PYTHONPATH": str(path), "ALPHAVIL_QUIET": "1",
+           "DVC_NO_ANALYTICS": "1", "GIT_AUTHOR_NAME": "b", "GIT_AUTHOR_EMAIL": "b@b",
+           "GIT_COMMITTER_NAME": "b", "GIT_COMMITTER_EMAIL": "b@b"}
+    for cmd in (["git", "init", "-q"], [sys.executable, "-m", "dvc", "init", "-q"],
+                ["git", "add", "-A"], ["git", "commit", "-qm", "bench"]):
+        subprocess.run(cmd, cwd=path, env=env, check=True, capture_output=True)
+    return env
+
+
+def _run(cmd: list[str], cwd: Path, env: dict) -> float:
+    t = time.perf_counter()
+    proc = subprocess.run(cmd, cwd=cwd, env=env, capture_output=True, text=True)
+    if proc.returncode != 0:
+        raise RuntimeError(f"{' '.join(cmd)} failed:\n{proc.stdout[-2000:]}{proc.stderr[-2000:]}")
+    return time.perf_counter() - t
+
+
+def _io_time(fn) -> tuple[float, float]:
+    """(total, artifact I/O) seconds of fn() in this process, I/O timed by wrapping the
+    artifacts module's readers and writers (and data.py's reader of prepared data)."""
+    from alphavil import artifacts, data, pipeline
+
+    spent = [0.0]
+    originals = {}
+
+    def timed(f):
+        def wrapper(*a, **k):
+            t = time.perf_counter()
+            try:
+                return f(*a, **k)
+            finally:
+                spent[0] += time.perf_counter() - t
+        return wrapper
+
+    targets = [(artifacts, "load_tensors"), (artifacts, "save_tensors"),
+               (artifacts, "file_digest"), (artifacts, "read_json"), (artifacts, "write_json"),
+               (data, "load_tensors"), (pipeline, "read_json"), (pipeline, "write_json")]
+    for mod, name in targets:
+        originals[(mod, name)] = getattr(mod, name)
+        setattr(mod, name, timed(getattr(mod, name)))
+    data._load_split_file.cache_clear()
+    try:
+        t = time.perf_counter()
+        fn()
+        return time.perf_counter() - t, spent[0]
+    finally:
+        for (mod, name), f in originals.items():
+            setattr(mod, name, f)
+        data._load_split_file.cache_clear()
+
+
+def stages(work: Path, repeats: int) -> dict:
+    repo = work / "repo"
+    repo.mkdir()
+    env = make_repo(repo, bench_params())
+    dvc = [sys.executable, "-m", "dvc"]
+    full = _run(dvc + ["repro"], repo, env)
+    # before anything rewrites an output: DVC's state db still matches every mtime
+    noop = [_run(dvc + ["repro"], repo, env) for _ in range(3)]
+    status = [_run(dvc + ["status", "-q"], repo, env) for _ in range(3)]
+    commands = {
+        "finetune@0-ep0-left": ["stages/finetune.py", "--seed", "0", "--epoch", "ep0",
+                                "--task", "left"],
+        "estimate_alpha@0-ep0": ["stages/estimate_alpha.py", "--seed", "0", "--epoch", "ep0"],
+        "merge@0-ep0": ["stages/merge.py", "--seed", "0", "--epoch", "ep0"],
+    }
+    from alphavil import pipeline
+
+    inproc = {
+        "finetune@0-ep0-left": lambda: pipeline.finetune(0, "ep0", "left", {}),
+        "estimate_alpha@0-ep0": lambda: pipeline.estimate_alpha(0, "ep0", {}),
+        "merge@0-ep0": lambda: pipeline.merge(0, "ep0", {}),
+    }
+    rows = {}
+    for stage, args in commands.items():
+        direct = _median_time(lambda: _run([sys.executable] + args, repo, env), repeats)
+        with _chdir(repo):
+            ios = [_io_time(inproc[stage]) for _ in range(repeats)]
+        rows[stage] = {"process": direct, "in_process": statistics.median(t for t, _ in ios),
+                       "io": statistics.median(i for _, i in ios)}
+    # DVC bookkeeping: `dvc repro -f` of the whole 1-epoch pipeline vs the same stage
+    # commands (from dvc.lock, in its order) run one after another without DVC
+    lock = yaml.safe_load((repo / "dvc.lock").read_text())["stages"]
+    cmds = [entry["cmd"] for entry in lock.values()]
+
+    def plain():
+        for cmd in cmds:
+            _run(["bash", "-c", cmd], repo, env)
+
+    whole = _alternate({"dvc": lambda: _run(dvc + ["repro", "-f"], repo, env),
+                        "plain": plain}, repeats)
+
+    def size(*rels):
+        total = 0
+        for rel in rels:
+            p = repo / rel
+            files = [p] if p.is_file() else [f for f in p.rglob("*") if f.is_file()]
+            total += sum(f.stat().st_size for f in files)
+        return total
+
+    cache = size(".dvc/cache")
+    epoch_out = size("deltas/s0/ep0", "alphas/s0/ep0.json", "checkpoints/s0/ep0")
+    logs = size("logs/s0/ep0")
+    model_bytes = size("checkpoints/s0/ep0/model.safetensors")
+    return {"full_repro": full, "stages": rows, "whole": whole, "n_stages": len(cmds), "noop_repro": statistics.median(noop),
+            "status": statistics.median(status), "epoch_artifact_bytes": epoch_out,
+            "epoch_log_bytes": logs, "checkpoint_bytes": model_bytes,
+            "cache_bytes_total": cache, "workspace_bytes_total": size(
+                "data/prepared", "checkpoints", "deltas", "alphas", "baselines"),
+            "repo": repo}
+
+
+# --- 4: memory of α estimation (own process, so the peak is its own) -----------------------
+
+_MEM_SCRIPT = r"""
+import json
+from alphavil import pipeline, layout
+from alphavil.artifacts import load_delta
+from alphavil.config import load_params
+from alphavil.context import RunContext
+from alphavil.methods.alphavil import AlphaVIL
+from alphavil.seeding import configure_threads
+from benchmarks.memory import PeakTensorBytes
+configure_threads()
+params = load_params("params.yaml")
+ctx = RunContext.build(params, 0)
+epoch = params.epochs[0]
+theta, _, digest = pipeline._load_prev(ctx, "alphavil", epoch.prev)
+deltas = {t: load_delta(layout.delta_path(0, epoch.id, t), theta, digest)[0] for t in ctx.tasks}
+ctx.split("dev", ctx.target)
+with PeakTensorBytes() as mem:
+    AlphaVIL(ctx).estimate(epoch, theta, deltas)
+model = sum(v.numel() * v.element_size() for v in theta.values())
+delta_bytes = sum(v.numel() * v.element_size() for d in deltas.values() for v in d.values())
+print(json.dumps({"peak": mem.peak, "model_bytes": model, "delta_bytes": delta_bytes,
+                  "tasks": len(deltas), "batch": params.section("alpha")["batch_size"]}))
+"""
+
+
+def memory(repo: Path, env: dict) -> dict:
+    env = {**env, "PYTHONPATH": os.pathsep.join([str(repo), str(ROOT)])}
+    proc = subprocess.run([sys.executable, "-c", _MEM_SCRIPT], cwd=repo, env=env,
+                          capture_output=True, text=True)
+    if proc.returncode != 0:
+        raise RuntimeError(proc.stderr[-3000:])
+    return json.loads(proc.stdout.strip().splitlines()[-1])
+
+
+def loadavg() -> str:
+    return " ".join(f"{x:.2f}" for x in os.getloadavg())
+
+
+def main(argv=None) -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--repeats", type=int, default=5)
+    ap.add_argument("--json", help="also write the raw numbers here")
+    args = ap.parse_args(argv)
+    os.environ.setdefault("ALPHAVIL_QUIET", "1")
+    load_start = loadavg()
+    with tempfile.TemporaryDirectory(prefix="alphavil-bench-") as tmp:
+        work = Path(tmp)
+        st = stages(work, args.repeats)
+        repo = st.pop("repo")
+        env = {**os.environ, "PYTHONPATH": str(repo)}
+        mem = memory(repo, env)
+        ep = epoch_and_loop(repo, args.repeats)
+    load_end = loadavg()
+    _print(ep, st, mem, load_start, load_end, args.repeats)
+    if args.json:
+        Path(args.json).write_text(json.dumps({"epoch": ep, "stages": st, "memory": mem,
+                                               "load": [load_start, load_end]}, indent=2,
+                                              default=str))
+
+
+def _print(ep, st, mem, load_start, load_end, repeats) -> None:
+    e, loop = ep["epoch"], ep["loop"]
+    rows = []
+
+    def row(what, value, target, ok):
+        rows.append((what, value, target, "yes" if ok else ("no" if ok is False else "-")))
+
+    ratio = e["alphavil"] / e["uniform"]
+    row("αVIL epoch / uniform-MTL epoch (same examples)",
+        f"{ratio:.2f} ({e['alphavil']:.2f} s / {e['uniform']:.2f} s)", "≤ 1.15", ratio <= 1.15)
+    p = ep["parts"]
+    row("  of which fine-tunes / α estimation / merge",
+        f"{p['finetunes']:.2f} / {p['alpha']:.2f} / {p['merge']:.3f} s", "", None)
+    row(f"  α estimation's work: alpha.steps × batch = dev examples fwd+bwd",
+        f"{ep['alpha_steps']} × {ep['alpha_batch']} = {ep['alpha_steps'] * ep['alpha_batch']}"
+        f" (the epoch trains on {ep['examples_per_epoch']})", "", None)
+    light = (p["finetunes"] + ep["light_alpha"] + p["merge"]) / e["uniform"]
+    row(f"  same ratio with alpha.steps = {LIGHT_ALPHA_STEPS}",
+        f"{light:.2f} (α estimation {ep['light_alpha']:.2f} s)", "≤ 1.15", light <= 1.15)
+    for name, key in (("train_pass + step log", "ours_logged"), ("train_pass, no log", "ours_plain")):
+        thr = loop["bare"] / loop[key]
+        row(f"training loop throughput vs bare loop ({name})",
+            f"{thr:.2f}× ({loop[key]:.2f} s vs {loop['bare']:.2f} s, {ep['loop_steps']} steps)",
+            "≥ 0.9×", thr >= 0.9)
+    for stage, r in st["stages"].items():
+        io = r["io"] / r["process"]
+        start = (r["process"] - r["in_process"]) / r["process"]
+        row(f"{stage}: process / in-process wall",
+            f"{r['process']:.2f} / {r['in_process']:.2f} s (start-up {100 * start:.0f}%)",
+            "", None)
+        row(f"  artifact I/O share of stage process", f"{100 * io:.1f}% ({r['io']*1000:.0f} ms)",
+            "≤ 5%", io <= 0.05)
+    wh = st["whole"]
+    book = (wh["dvc"] - wh["plain"]) / wh["dvc"]
+    row(f"DVC bookkeeping share: `dvc repro -f` vs its {st['n_stages']} commands run plainly",
+        f"{100 * book:.1f}% ({wh['dvc']:.1f} s vs {wh['plain']:.1f} s)", "≤ 5%", book <= 0.05)
+    row("no-op `dvc repro`", f"{st['noop_repro']:.2f} s", "< 3 s", st["noop_repro"] < 3)
+    row("`dvc status`", f"{st['status']:.2f} s", "", None)
+    held = mem["model_bytes"] + mem["delta_bytes"]
+    row("α estimation peak memory / model size",
+        f"{(mem['peak'] + held) / mem['model_bytes']:.1f}× = inputs θ + {mem['tasks']} deltas "
+        f"{held / mem['model_bytes']:.1f}× + working set {mem['peak'] / mem['model_bytes']:.1f}× "
+        f"(model {mem['model_bytes'] / 2**20:.2f} MiB; working set "
+        f"{mem['peak'] / 2**20:.1f} MiB, mostly activations of a {mem['batch']}-example batch)",
+        "", None)
+    row("bytes written per epoch (artifacts)",
+        f"{st['epoch_artifact_bytes'] / 2**20:.2f} MiB (+ {st['epoch_log_bytes'] / 2**10:.0f} KiB "
+        f"logs; checkpoint {st['checkpoint_bytes'] / 2**20:.2f} MiB)", "", None)
+    row("DVC cache / workspace bytes after the 1-epoch run",
+        f"{st['cache_bytes_total'] / 2**20:.2f} / {st['workspace_bytes_total'] / 2**20:.2f} MiB",
+        "", None)
+    w = max(len(r[0]) for r in rows)
+    v = max(len(r[1]) for r in rows)
+    print(f"| {'measure'.ljust(w)} | {'value'.ljust(v)} | target | met |")
+    print(f"|{'-' * (w + 2)}|{'-' * (v + 2)}|--------|-----|")
+    for what, value, target, ok in rows:
+        print(f"| {what.ljust(w)} | {value.ljust(v)} | {target.ljust(6)} | {ok:3} |")
+    print(f"\nmedians of {repeats} alternating repeats; torch threads {ep['threads']}; "
+          f"{os.cpu_count()} CPUs; load average {load_start} at start, {load_end} at end; "
+          f"full 1-seed 1-epoch `dvc repro` {st['full_repro']:.1f} s")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,325 @@
+"""Bad input and damaged artifacts: every one stops with an error naming the key or the
+file, before compute and never as a silent wrong merge. (More invalid-params cases:
+tests/test_config.py.)"""
+
+import json
+import re
+import shutil
+from pathlib import Path
+
+import pytest
+import torch
+import yaml
+from safetensors.torch import save_file
+
+from alphavil import layout, pipeline
+from alphavil.artifacts import ArtifactError, load_tensors, save_delta
+from alphavil.config import ParamsError, load_params, validate
+from conftest import ROOT, tiny_raw
+
+# --- params.yaml: kinds of mistakes test_config.py does not cover ----------------------
+
+_DELETE = object()
+
+
+def _set(raw, dotted, value):
+    node = raw
+    *parents, last = re.split(r"\.(?![^\[]*\])", dotted)
+    for k in parents:
+        m = re.fullmatch(r"(\w+)\[(\d+)\]", k)
+        node = node[m[1]][int(m[2])] if m else node[k]
+    if value is _DELETE:
+        del node[last]
+    else:
+        node[last] = value
+
+
+BAD = [  # (key to set, value, key the message must name)
+    ("tasks", {"left": "left", "right": {"label": "right"}}, "tasks.left"),
+    ("tasks", {}, "tasks"),
+    ("tasks", ["left", "right"], "tasks"),
+    ("tasks.left.label", 3, "tasks.left.label"),
+    ("tasks.left.weight", 2.0, "tasks.left"),
+    ("tasks.left.label", _DELETE, "tasks.left.label"),
+    ("train.lr", "fast", "train.lr"),
+    ("train.lr", float("inf"), "train.lr"),
+    ("train.batch_size", True, "train.batch_size"),
+    ("alphavil.sample_ratio", -0.5, "alphavil.sample_ratio"),
+    ("alphavil.delta_dtype", "int8", "alphavil.delta_dtype"),
+    ("alpha.steps", 2.5, "alpha.steps"),
+    ("alpha.init", "one", "alpha.init"),
+    ("setting", "audio", "setting"),
+    ("data.digit_split", {"train": 0.7, "dev": 0.2, "test": 0.2}, "data.digit_split"),
+    ("data.canvas", 20, "data.canvas"),
+    ("epochs", "ep0", "epochs"),
+    ("epochs", [["ep0", "base", 1]], "epochs[0]"),
+    ("epochs", [{"id": "ep0", "prev": "base", "n": 2, "overrides": {}}], "epochs[0].n"),
+    ("epochs", [{"id": "e0", "prev": "base", "n": 1, "overrides": {}}], "epochs[0].id"),
+    ("epochs", [{"id": "ep0", "prev": "base", "n": 1, "overrides": [1]}], "epochs[0].overrides"),
+    ("epochs", [{"id": "ep0", "prev": "base", "n": 1, "extra": 1}], "epochs[0]"),
+    ("epochs", [{"id": "ep0", "prev": "base", "n": 1, "overrides": {"alpha_steps": -3}}],
+     "epochs[0].overrides.alpha_steps"),
+    ("baselines", "uniform", "baselines"),
+    ("seeds", [-1], "seeds"),
+    ("seeds", [0.5], "seeds"),
+]
+
+
+@pytest.mark.parametrize("key,value,named", BAD, ids=[f"{k}={v!r}"[:60] for k, v, _ in BAD])
+def test_bad_value_is_rejected_naming_key_and_expected_value(key, value, named):
+    raw = tiny_raw()
+    _set(raw, key, value)
+    with pytest.raises(ParamsError) as err:
+        validate(raw)
+    msg = str(err.value)
+    assert re.search(rf"(^|\s){re.escape(named)}(:|\s)", msg), msg
+    assert "expected" in msg or "missing" in msg or "unknown" in msg, msg
+
+
+def test_duplicate_task_name_is_rejected_not_collapsed(tmp_path):
+    text = (ROOT / "params.yaml").read_text()
+    text = text.replace("  right: {label: right, label_noise: 0.0}",
+                        "  right: {label: right, label_noise: 0.0}\n"
+                        "  left: {label: right, label_noise: 1.0}")
+    assert text.count("  left: {") == 2
+    (tmp_path / "params.yaml").write_text(text)
+    with pytest.raises(ParamsError, match=r"tasks\.left: expected each key once.*lines \d+ "
+                                          r"and \d+"):
+        load_params(tmp_path / "params.yaml")
+
+
+def test_duplicate_section_is_rejected(tmp_path):
+    (tmp_path / "params.yaml").write_text((ROOT / "params.yaml").read_text()
+                                          + "\ntrain:\n  lr: 0.5\n")
+    with pytest.raises(ParamsError, match=r"train: expected each key once"):
+        load_params(tmp_path / "params.yaml")
+
+
+@pytest.mark.parametrize("path", [None, "does/not/exist", "."])
+def test_missing_data_files_stop_prepare_before_loading(tmp_path, monkeypatch, path):
+    raw = tiny_raw()
+    raw["data"]["source"] = "mnist_idx"
+    raw["data"]["source_args"] = {} if path is None else {"path": path}
+    (tmp_path / "params.yaml").write_text(yaml.safe_dump(raw))
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr("alphavil.digits.load_digits",
+                        lambda *a, **k: pytest.fail("prepare loaded data"))
+    with pytest.raises(ParamsError, match=r"data\.source_args\.path: expected"):
+        pipeline.prepare("params.yaml")
+    assert not (tmp_path / "data").exists()
+
+
+# --- damaged checkpoints and deltas ----------------------------------------------------
+
+@pytest.fixture(scope="module")
+def _epoch0_template(tmp_path_factory):
+    from alphavil.data import _load_split_file
+
+    root = tmp_path_factory.mktemp("epoch0")
+    (root / "params.yaml").write_text(yaml.safe_dump(tiny_raw(), sort_keys=False))
+    with pytest.MonkeyPatch.context() as mp:
+        mp.chdir(root)
+        _load_split_file.cache_clear()
+        pipeline.prepare("params.yaml")
+        pipeline.train_base(0)
+        for task in ("left", "right"):
+            pipeline.finetune(0, "ep0", task, {})
+        pipeline.estimate_alpha(0, "ep0", {})
+    _load_split_file.cache_clear()
+    return root
+
+
+@pytest.fixture
+def epoch0(_epoch0_template, tmp_path, monkeypatch):
+    """An epoch's fine-tunes and α done in a fresh temp dir; merge@0-ep0 not yet run."""
+    from alphavil.data import _load_split_file
+
+    root = tmp_path / "w"
+    shutil.copytree(_epoch0_template, root, ignore=shutil.ignore_patterns("logs"))
+    monkeypatch.chdir(root)
+    _load_split_file.cache_clear()
+    yield root
+    _load_split_file.cache_clear()
+
+
+def _garbage(p: Path):
+    p.write_bytes(bytes(range(256)) * 8)
+
+
+def _truncate_half(p: Path):
+    p.write_bytes(p.read_bytes()[: p.stat().st_size // 2])
+
+
+def _cut_tail(p: Path):
+    p.write_bytes(p.read_bytes()[:-7])
+
+
+def _empty(p: Path):
+    p.write_bytes(b"")
+
+
+def _pickle(p: Path):
+    tensors = {k: v.clone() for k, v in load_tensors(p)[0].items()}
+    torch.save(tensors, p)  # the pickle format: must be refused, never unpickled
+
+
+def _flip_header_length(p: Path):
+    data = bytearray(p.read_bytes())
+    data[0:8] = (len(data) * 4).to_bytes(8, "little")
+    p.write_bytes(bytes(data))
+
+
+DAMAGE = [_garbage, _truncate_half, _cut_tail, _empty, _pickle, _flip_header_length]
+
+
+@pytest.mark.parametrize("damage", DAMAGE, ids=lambda f: f.__name__.strip("_"))
+@pytest.mark.parametrize("victim", ["delta", "checkpoint"])
+def test_damaged_file_stops_the_merge_naming_it(epoch0, damage, victim):
+    path = (layout.delta_path(0, "ep0", "right") if victim == "delta"
+            else layout.base_dir(0) / "model.safetensors")
+    damage(path)
+    with pytest.raises(ArtifactError) as err:
+        pipeline.merge(0, "ep0", {})
+    assert str(path) in str(err.value)
+    assert not layout.checkpoint_dir("alphavil", 0, "ep0").exists()
+
+
+def test_corrupt_state_json_and_alpha_json_are_named(epoch0):
+    alpha_path = layout.alpha_path(0, "ep0")
+    text = alpha_path.read_text()
+    alpha_path.write_text(text[: len(text) // 2])
+    with pytest.raises(ArtifactError, match=re.escape(str(alpha_path)) + ": corrupt JSON"):
+        pipeline.merge(0, "ep0", {})
+    alpha_path.write_text(text)
+    state = layout.base_dir(0) / "state.json"
+    state.write_text("{")
+    with pytest.raises(ArtifactError, match=re.escape(str(state))):
+        pipeline.merge(0, "ep0", {})
+
+
+def test_delta_from_another_model_is_refused(epoch0):
+    """Same base digest forged in, but shapes of a wider model: shapes are checked too."""
+    path = layout.delta_path(0, "ep0", "left")
+    delta, meta = load_tensors(path)
+    name = next(n for n in delta if n.startswith("trunk.") and delta[n].dim() == 4)
+    delta[name] = torch.zeros(delta[name].shape[0] * 2, *delta[name].shape[1:])
+    save_file(delta, str(path), metadata=meta)
+    with pytest.raises(ArtifactError, match=rf"{re.escape(str(path))}: parameter '{name}' is"):
+        pipeline.merge(0, "ep0", {})
+
+
+def test_delta_of_a_parameter_the_model_lacks_is_refused(epoch0):
+    path = layout.delta_path(0, "ep0", "left")
+    delta, meta = load_tensors(path)
+    delta["heads.middle.weight"] = torch.zeros(3, 3)
+    save_file(delta, str(path), metadata=meta)
+    with pytest.raises(ArtifactError, match="has parameters the model does not have"):
+        pipeline.merge(0, "ep0", {})
+
+
+def test_delta_from_another_base_checkpoint_is_refused(epoch0):
+    path = layout.delta_path(0, "ep0", "left")
+    delta, meta = load_tensors(path)
+    save_delta(path, delta, task="left", epoch="ep0", base_digest="0" * 16, examples=1)
+    with pytest.raises(ArtifactError, match="re-run its fine-tune"):
+        pipeline.merge(0, "ep0", {})
+
+
+def test_delta_copied_onto_another_task_is_refused(epoch0):
+    shutil.copy(layout.delta_path(0, "ep0", "left"), layout.delta_path(0, "ep0", "right"))
+    with pytest.raises(ArtifactError, match="holds the delta of task 'left', expected 'right'"):
+        pipeline.merge(0, "ep0", {})
+    with pytest.raises(ArtifactError, match="expected 'right'"):
+        pipeline.estimate_alpha(0, "ep0", {})
+
+
+def test_missing_delta_is_named(epoch0):
+    layout.delta_path(0, "ep0", "right").unlink()
+    with pytest.raises(ArtifactError, match=r"missing deltas .*right\.safetensors"):
+        pipeline.merge(0, "ep0", {})
+
+
+def test_checkpoint_of_another_model_is_refused(epoch0, monkeypatch):
+    raw = yaml.safe_load(Path("params.yaml").read_text())
+    raw["model"]["hidden"] = 24
+    Path("params.yaml").write_text(yaml.safe_dump(raw))
+    with pytest.raises(ArtifactError, match=r"checkpoints/s0/base: parameter .* is"):
+        pipeline.merge(0, "ep0", {})
+
+
+@pytest.mark.parametrize("dtype", ["bfloat16", "float64"])
+def test_narrow_and_wide_deltas_merge(workdir, dtype):
+    workdir(alphavil={"delta_dtype": dtype})
+    pipeline.train_base(0)
+    for task in ("left", "right"):
+        pipeline.finetune(0, "ep0", task, {})
+    pipeline.estimate_alpha(0, "ep0", {})
+    pipeline.merge(0, "ep0", {})
+    delta, _ = load_tensors(layout.delta_path(0, "ep0", "left"))
+    assert {t.dtype for t in delta.values()} == {getattr(torch, dtype)}
+
+
+def test_no_pickle_based_loading_anywhere():
+    pattern = re.compile(r"torch\.load\(|import pickle|from pickle|pickle\.load|"
+                         r"\bcloudpickle\b|joblib\.load|numpy\.load\(|np\.load\(")
+    hits = []
+    for folder in ("alphavil", "stages", "benchmarks"):
+        for py in (ROOT / folder).rglob("*.py"):
+            for i, line in enumerate(py.read_text().splitlines(), 1):
+                if pattern.search(line):
+                    hits.append(f"{py.relative_to(ROOT)}:{i}: {line.strip()}")
+    assert not hits, hits
+
+
+# --- NaN / inf: stop naming the task and the epoch -------------------------------------
+
+def test_nan_training_loss_names_task_and_epoch(workdir):
+    workdir()
+    pipeline.train_base(0)
+    state_path = layout.base_dir(0) / "state.json"
+    state = json.loads(state_path.read_text())
+    state["weights"]["right"] = float("nan")  # the fine-tune loss is w_k * L_k
+    state_path.write_text(json.dumps(state))
+    with pytest.raises(FloatingPointError,
+                       match=r"epoch ep0, fine-tune of task 'right'.*loss of task 'right' is nan"):
+        pipeline.finetune(0, "ep0", "right", {})
+    assert not layout.delta_path(0, "ep0", "right").exists()
+
+
+def test_exploding_alpha_names_target_and_epoch(epoch0):
+    raw = yaml.safe_load(Path("params.yaml").read_text())
+    raw["alpha"]["lr"] = 1e30
+    raw["alpha"]["optimizer"] = "sgd"
+    Path("params.yaml").write_text(yaml.safe_dump(raw))
+    with pytest.raises(FloatingPointError,
+                       match=r"seed 0, epoch ep0, α estimation: .*(target task 'left'|α became)"):
+        pipeline.estimate_alpha(0, "ep0", {})
+
+
+def test_non_finite_alpha_in_the_alpha_file_stops_the_merge(epoch0):
+    path = layout.alpha_path(0, "ep0")
+    record = json.loads(path.read_text())
+    record["alpha"]["right"] = float("inf")
+    path.write_text(json.dumps(record))  # json writes Infinity; a hand edit could too
+    with pytest.raises(FloatingPointError, match=r"epoch ep0: α of task 'right'.* is inf"):
+        pipeline.merge(0, "ep0", {})
+    assert not layout.checkpoint_dir("alphavil", 0, "ep0").exists()
+
+
+def test_overflowing_merge_names_the_epoch(epoch0):
+    path = layout.alpha_path(0, "ep0")
+    record = json.loads(path.read_text())
+    record["alpha"]["right"] = 1e300  # finite, but θ + α·δ overflows float32
+    path.write_text(json.dumps(record))
+    with pytest.raises(FloatingPointError, match=r"seed 0, epoch ep0: merged parameter"):
+        pipeline.merge(0, "ep0", {})
+    assert not layout.checkpoint_dir("alphavil", 0, "ep0").exists()
+
+
+@pytest.mark.parametrize("value", ["0", "two", "-1"])
+def test_bad_thread_count_is_named(monkeypatch, value):
+    from alphavil.seeding import configure_threads
+
+    monkeypatch.setenv("ALPHAVIL_THREADS", value)
+    with pytest.raises(ValueError, match="ALPHAVIL_THREADS: expected a positive integer"):
+        configure_threads()
