@@ -69,6 +69,24 @@ def save_tensors(path: str | Path, tensors: dict[str, torch.Tensor],
     tensors = {k: v.detach().contiguous().cpu() for k, v in tensors.items()}
     with atomic_path(path) as tmp:
         save_file(tensors, str(tmp), metadata=metadata)
+        _canonical_header(tmp)
+
+
+def _canonical_header(path: Path) -> None:
+    """safetensors writes the metadata keys in hash-map order, which changes from one
+    process to the next, so equal tensors gave files with different hashes (and DVC saw a
+    changed output). Rewrite the JSON header with sorted keys; it has the same content,
+    hence the same length (padded with spaces, as the format allows), so the tensor data
+    and its offsets stay where they are."""
+    with open(path, "r+b") as fh:
+        size = int.from_bytes(fh.read(8), "little")
+        header = json.loads(fh.read(size))
+        text = json.dumps(header, sort_keys=True, separators=(",", ":"),
+                          ensure_ascii=False).encode()
+        if len(text) > size:  # cannot happen for equal content; keep the file as written
+            return
+        fh.seek(8)
+        fh.write(text + b" " * (size - len(text)))
 
 
 def load_tensors(path: str | Path) -> tuple[dict[str, torch.Tensor], dict[str, str]]:
