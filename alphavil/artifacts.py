@@ -134,8 +134,11 @@ def checkpoint_digest(folder: str | Path) -> str:
 
 
 def check_compatible(what: str, tensors: dict[str, torch.Tensor],
-                     reference: dict[str, torch.Tensor], *, subset: bool) -> None:
-    """Refuse a merge of tensors that do not belong to the reference model."""
+                     reference: dict[str, torch.Tensor], *, subset: bool,
+                     any_float: bool = False) -> None:
+    """Refuse a merge of tensors that do not belong to the reference model. any_float:
+    deltas may be stored in another float precision (alphavil.delta_dtype); the merge
+    casts them to the weight's dtype."""
     extra = sorted(set(tensors) - set(reference))
     if extra:
         raise ArtifactError(f"{what}: has parameters the model does not have: {extra[:5]}")
@@ -145,7 +148,9 @@ def check_compatible(what: str, tensors: dict[str, torch.Tensor],
             raise ArtifactError(f"{what}: lacks parameters of the model: {missing[:5]}")
     for name, t in tensors.items():
         ref = reference[name]
-        if t.shape != ref.shape or t.dtype != ref.dtype:
+        dtype_ok = (t.is_floating_point() and ref.is_floating_point()) if any_float \
+            else t.dtype == ref.dtype
+        if t.shape != ref.shape or not dtype_ok:
             raise ArtifactError(f"{what}: parameter {name!r} is {tuple(t.shape)} {t.dtype}, "
                                 f"the model's is {tuple(ref.shape)} {ref.dtype}")
 
@@ -166,7 +171,7 @@ def load_delta(path: str | Path, reference: dict[str, torch.Tensor],
     if meta.get("base") != base_digest:
         raise ArtifactError(f"{path}: delta was computed from checkpoint {meta.get('base')}, "
                             f"but the merge starts from {base_digest}; re-run its fine-tune")
-    check_compatible(str(path), delta, reference, subset=True)
+    check_compatible(str(path), delta, reference, subset=True, any_float=True)
     for name, t in delta.items():
         if not torch.isfinite(t).all():
             raise ArtifactError(f"{path}: non-finite values in {name!r}")

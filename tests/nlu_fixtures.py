@@ -107,7 +107,7 @@ def nlu_raw(tmp: Path, encoder: Path, **over) -> dict:
         "train": {"optimizer": "adamw", "lr": 0.001, "batch_size": 8},
         "base": {"warmup_steps": 0},
         "alphavil": {"sample_ratio": 1.0, "weight_rule": "additive", "weight_floor": 0.0,
-                     "delta_dtype": "float32"},
+                     "delta_dtype": "bfloat16"},
         "alpha": {"init": 1.0, "steps": 3, "lr": 0.05, "optimizer": "adam", "batch_size": 8},
         "diw": {"max_weight": 10.0, "iterations": 20},
         "baselines": ["single_task", "uniform", "diw"],
