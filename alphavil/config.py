@@ -177,6 +177,60 @@ def _check_tasks(c: _Checker) -> dict[str, TaskSpec]:
     return tasks
 
 
+def _check_nlu_tasks(c: _Checker) -> dict[str, TaskSpec]:
+    """NLU tasks name a text source (and its label view); alphavil/nlu/sources.py."""
+    from .nlu.sources import check_task
+
+    tasks_raw = c.mapping("tasks")
+    tasks: dict[str, TaskSpec] = {}
+    if tasks_raw is None:
+        return tasks
+    if not tasks_raw:
+        c.fail("tasks", "at least one task", tasks_raw)
+    for name, spec in tasks_raw.items():
+        if not isinstance(name, str) or not _NAME.match(name):
+            c.fail("tasks", "task names made of letters, digits and '_', starting with a letter",
+                   name)
+            continue
+        found = check_task(c, f"tasks.{name}", spec)
+        if found is not None:
+            source, view = found
+            tasks[name] = TaskSpec(name=name, label=view,
+                                   label_noise=float(spec.get("label_noise", 0.0) or 0.0),
+                                   dataset=source)
+    return tasks
+
+
+def _check_nlu(c: _Checker) -> None:
+    from .nlu.model import POOLINGS
+
+    c.mapping("data")
+    c.number("data.seed", low=0, integer=True)
+    tok = c.get("data.tokenizer")
+    if tok is not None and not isinstance(tok, str):
+        c.fail("data.tokenizer", "an encoder name or folder (the same as model.encoder)", tok)
+    c.number("data.max_length", low=8, high=512, integer=True)
+    for n in ("n_train", "n_dev", "n_test"):
+        c.number(f"data.{n}", low=1, integer=True)
+    if c.get("model.kind", None) != "transformer":
+        c.fail("model.kind", "'transformer' for setting: nlu", c.get("model.kind", None))
+    enc = c.get("model.encoder")
+    if enc is not None and not isinstance(enc, str):
+        c.fail("model.encoder", "a shipped encoder name, a folder or a hub name", enc)
+    if isinstance(tok, str) and isinstance(enc, str) and tok != enc:
+        c.fail("data.tokenizer", f"the same as model.encoder ({enc!r}): the prepared token ids "
+               "must match the encoder's vocabulary", tok)
+    c.choice("model.init", {"pretrained", "random"}, default="pretrained")
+    c.choice("model.pooling", POOLINGS, default="mean")
+    if c.get("model.train_layers", None) is not None:
+        c.number("model.train_layers", low=0, integer=True)
+    fe = c.get("model.freeze_embeddings", False)
+    if not isinstance(fe, bool):
+        c.fail("model.freeze_embeddings", "true or false", fe)
+    if c.get("model.dropout", None) is not None:
+        c.number("model.dropout", low=0.0, high=0.9)
+
+
 def _check_epochs(c: _Checker) -> list[EpochSpec]:
     raw = c.get("epochs")
     if raw is None:
@@ -248,13 +302,15 @@ def validate(raw: Any, source: str = "params.yaml") -> Params:
             c.fail("seeds", "no repeated seed", seeds)
             seeds = None
 
-    tasks = _check_tasks(c)
+    setting = c.choice("setting", {"vision", "nlu"}, default="vision")
+    tasks = _check_nlu_tasks(c) if setting == "nlu" else _check_tasks(c)
     target = c.get("target")
     if target is not None and tasks and target not in tasks:
         c.fail("target", f"one of the task names {list(tasks)}", target)
 
-    setting = c.choice("setting", {"vision", "nlu"}, default="vision")
-    if setting == "vision":
+    if setting == "nlu":
+        _check_nlu(c)
+    elif setting == "vision":
         c.mapping("data")
         c.choice("data.source", DIGIT_SOURCES)
         c.mapping("data.source_args", default={})

@@ -25,6 +25,8 @@ from .tasks import TASK_LABELS, make_labels
 class TaskSplit:
     inputs: dict[str, torch.Tensor]
     labels: torch.Tensor
+    # metrics beyond the default (acc / pearson+spearman) that evaluation reports
+    metrics: tuple[str, ...] = ()
 
     def __len__(self) -> int:
         return len(self.labels)
@@ -80,7 +82,12 @@ def num_classes(data_dir: str | Path) -> dict[str, int]:
     return {t: int(m["num_classes"]) for t, m in load_meta(data_dir)["tasks"].items()}
 
 
+# NLU tasks each have their own examples, stored as `<input>.<task>` tensors
+NLU_INPUTS = ("input_ids", "attention_mask", "token_type_ids")
+
+
 def load_task_split(data_dir: str | Path, split: str, task: str) -> TaskSplit:
+    """The one data-loading entry point of both settings (meta.json says which)."""
     if split not in SPLITS:
         raise ValueError(f"split must be one of {SPLITS}, got {split!r}")
     tensors = _load_split_file(str(Path(data_dir) / f"{split}.safetensors"))
@@ -88,4 +95,9 @@ def load_task_split(data_dir: str | Path, split: str, task: str) -> TaskSplit:
     if key not in tensors:
         raise ArtifactError(f"{data_dir}/{split}.safetensors has no labels for task {task!r}; "
                             "re-run the prepare stage")
+    meta = load_meta(data_dir)
+    if meta.get("setting") == "nlu":
+        inputs = {k: tensors[f"{k}.{task}"] for k in NLU_INPUTS if f"{k}.{task}" in tensors}
+        return TaskSplit(inputs=inputs, labels=tensors[key],
+                         metrics=tuple(meta["tasks"][task].get("metrics", ())))
     return TaskSplit(inputs={"images": tensors["images"]}, labels=tensors[key])

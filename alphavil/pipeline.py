@@ -215,12 +215,15 @@ def evaluate(params_path: str | Path = "params.yaml") -> None:
 
     params = load_params(params_path)
     records = []
+    metric = None
     for method_name in params.methods:
         if method_name not in METHODS:
             raise ParamsError(f"methods: unknown method {method_name!r}")
         for seed in params.seeds:
             set_determinism(seed)
             ctx = RunContext.build(params, seed)
+            # NLU targets declare their GLUE metric; vision reports accuracy
+            metric = ctx.meta["tasks"][ctx.target].get("metric")
             dev = ctx.split("dev", ctx.target)
             test = ctx.split("test", ctx.target)
             for ep_id, n in [("base", 0)] + [(e.id, e.n) for e in params.epochs]:
@@ -236,4 +239,4 @@ def evaluate(params_path: str | Path = "params.yaml") -> None:
                     "test": eval_split(ctx.model, test, ctx.target),
                     "weights": state.get("weights"), "alpha": state.get("alpha"),
                 })
-    write_reports(params, records)
+    write_reports(params, records, metric=metric)

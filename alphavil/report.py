@@ -21,8 +21,14 @@ from .artifacts import atomic_path, write_json, write_text
 from .config import Params
 
 
-def primary_metric(record: dict) -> str:
+def primary_metric(record: dict, declared: str | None = None) -> str:
+    """The metric the tables report: the target's declared one (NLU tasks carry GLUE's
+    choice in meta.json), else accuracy, else the first one recorded."""
     keys = [k for k in record["dev"] if k != "loss"]
+    if declared is not None:
+        if declared not in keys:
+            raise ValueError(f"metric {declared!r} was not recorded (have {keys})")
+        return declared
     return "acc" if "acc" in keys else keys[0]
 
 
@@ -50,8 +56,8 @@ def paired_comparison(a: list[float], b: list[float], seed: int = 0,
     return out
 
 
-def summarise(params: Params, records: list[dict]) -> dict:
-    metric = primary_metric(records[0])
+def summarise(params: Params, records: list[dict], metric: str | None = None) -> dict:
+    metric = primary_metric(records[0], metric)
     last = params.epochs[-1].id
     by_run: dict[tuple[str, int], list[dict]] = defaultdict(list)
     for r in records:
@@ -142,9 +148,8 @@ def _write_csv(path: Path, header: list[str], rows: list[list]) -> None:
     write_text(path, buf.getvalue())
 
 
-def curves(params: Params, records: list[dict]) -> tuple[dict, dict]:
+def curves(params: Params, records: list[dict], metric: str) -> tuple[dict, dict]:
     """Mean over seeds, per method and epoch count n: dev/test metric; and αVIL's α, w."""
-    metric = primary_metric(records[0])
     acc: dict[str, list[list]] = {}
     for method in params.methods:
         rows = []
@@ -196,9 +201,10 @@ def plot_png(path: Path, acc: dict, aw: dict, metric: str, target: str) -> None:
     plt.close(fig)
 
 
-def write_reports(params: Params, records: list[dict], out: Path = layout.METRICS) -> dict:
-    summary = summarise(params, records)
-    acc, aw = curves(params, records)
+def write_reports(params: Params, records: list[dict], out: Path = layout.METRICS,
+                  metric: str | None = None) -> dict:
+    summary = summarise(params, records, metric)
+    acc, aw = curves(params, records, summary["metric"])
     write_json(out / "summary.json", summary)
     write_text(out / "summary.md", markdown(summary, params, aw))
     write_json(out / "per_epoch.json", {"records": records})

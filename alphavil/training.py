@@ -130,9 +130,10 @@ def predict(model: nn.Module, split: TaskSplit, task: str, batch_size: int = 512
 
 def evaluate(model: nn.Module, split: TaskSplit, task: str, batch_size: int = 512,
              params: dict[str, torch.Tensor] | None = None) -> dict[str, float]:
-    """Mean loss plus the task's metrics (accuracy for classification)."""
+    """Mean loss plus the task's metrics (accuracy for classification, plus the GLUE
+    metrics the split asks for)."""
     from .metrics import score
 
     logits = predict(model, split, task, batch_size, params)
     loss = float(task_loss(logits, split.labels).mean())
-    return {"loss": loss, **score(logits, split.labels)}
+    return {"loss": loss, **score(logits, split.labels, split.metrics)}

