@@ -6,7 +6,7 @@ import torch
 from alphavil.config import ParamsError, load_params, validate
 from alphavil.context import RunContext
 from alphavil.methods import METHODS, get_method
-from alphavil.methods.diw import kmm_weights, normalise
+from alphavil.methods.diw import kmm_weights, largest_eigenvalue, normalise
 from alphavil.models import trainable_state
 
 
@@ -113,3 +113,11 @@ def test_every_registered_method_has_its_registry_name():
 def test_diw_params_are_validated(tiny, key, value):
     with pytest.raises(ParamsError, match=f"diw.{key}"):
         validate(tiny(diw={key: value}))
+
+
+def test_power_iteration_finds_the_kernels_largest_eigenvalue():
+    g = torch.Generator().manual_seed(0)
+    x = torch.randn(300, 8, generator=g, dtype=torch.float64)
+    k = torch.exp(-torch.cdist(x, x).pow(2) / 8.0)
+    exact = torch.linalg.eigvalsh(k)[-1]
+    assert abs(float(largest_eigenvalue(k)) - float(exact)) < 1e-6 * float(exact)
