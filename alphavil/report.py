@@ -194,6 +194,10 @@ def plot_png(path: Path, acc: dict, aw: dict, metric: str, target: str) -> None:
         ax.axhline(1.0, color="grey", lw=0.5)
         ax.set(xlabel="epoch", ylabel="value", title="αVIL: α (solid), task weight (dashed)")
         ax.legend(fontsize=8)
+    from matplotlib.ticker import MaxNLocator
+
+    for ax in axes[0]:
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))  # epochs are whole numbers
     fig.tight_layout()
     with atomic_path(path) as tmp:
         # fixed metadata so the PNG is byte-identical between runs
