@@ -147,21 +147,30 @@ class _Checker:
         return value
 
 
-def _check_tasks(c: _Checker) -> dict[str, TaskSpec]:
-    from .tasks import TASK_LABELS  # one registry of task kinds
-
+def _named_tasks(c: _Checker) -> list[tuple[str, Any]]:
+    """The `tasks` entries whose names are valid, in order (both settings name tasks alike);
+    bad names and an empty or missing mapping are reported on c."""
     tasks_raw = c.mapping("tasks")
-    tasks: dict[str, TaskSpec] = {}
     if tasks_raw is None:
-        return tasks
+        return []
     if not tasks_raw:
         c.fail("tasks", "at least one task", tasks_raw)
+    named = []
     for name, spec in tasks_raw.items():
-        key = f"tasks.{name}"
         if not isinstance(name, str) or not _NAME.match(name):
             c.fail("tasks", "task names made of letters, digits and '_', starting with a letter",
                    name)
             continue
+        named.append((name, spec))
+    return named
+
+
+def _check_tasks(c: _Checker) -> dict[str, TaskSpec]:
+    from .tasks import TASK_LABELS  # one registry of task kinds
+
+    tasks: dict[str, TaskSpec] = {}
+    for name, spec in _named_tasks(c):
+        key = f"tasks.{name}"
         if not isinstance(spec, dict):
             c.fail(key, "a mapping with 'label' (and optionally 'label_noise')", spec)
             continue
@@ -181,17 +190,8 @@ def _check_nlu_tasks(c: _Checker) -> dict[str, TaskSpec]:
     """NLU tasks name a text source (and its label view); alphavil/nlu/sources.py."""
     from .nlu.sources import check_task
 
-    tasks_raw = c.mapping("tasks")
     tasks: dict[str, TaskSpec] = {}
-    if tasks_raw is None:
-        return tasks
-    if not tasks_raw:
-        c.fail("tasks", "at least one task", tasks_raw)
-    for name, spec in tasks_raw.items():
-        if not isinstance(name, str) or not _NAME.match(name):
-            c.fail("tasks", "task names made of letters, digits and '_', starting with a letter",
-                   name)
-            continue
+    for name, spec in _named_tasks(c):
         found = check_task(c, f"tasks.{name}", spec)
         if found is not None:
             source, view = found
