@@ -20,7 +20,7 @@ from .methods.joint import round_robin
 from .models import load_trainable, trainable_state
 from .seeding import generator, set_determinism
 from .steplog import say, step_logger
-from .training import make_optimizer, minibatches, task_batches, train_pass
+from .training import make_optimizer, task_batches, train_pass
 
 
 def _start(seed: int, params_path: str | Path) -> Params:

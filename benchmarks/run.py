@@ -21,7 +21,6 @@ import argparse
 import copy
 import json
 import os
-import resource
 import shutil
 import statistics
 import subprocess
@@ -79,7 +78,6 @@ def _chdir(path: Path):
 # --- 1 + 2: in-process compute ---------------------------------------------------------
 
 def epoch_and_loop(work: Path, repeats: int) -> dict:
-    from alphavil import pipeline
     from alphavil.config import load_params, validate
     from alphavil.context import RunContext
     from alphavil.methods.alphavil import AlphaVIL
@@ -372,7 +370,7 @@ def _print(ep, st, mem, load_start, load_end, repeats) -> None:
     p = ep["parts"]
     row("  of which fine-tunes / α estimation / merge",
         f"{p['finetunes']:.2f} / {p['alpha']:.2f} / {p['merge']:.3f} s", "", None)
-    row(f"  α estimation's work: alpha.steps × batch = dev examples fwd+bwd",
+    row("  α estimation's work: alpha.steps × batch = dev examples fwd+bwd",
         f"{ep['alpha_steps']} × {ep['alpha_batch']} = {ep['alpha_steps'] * ep['alpha_batch']}"
         f" (the epoch trains on {ep['examples_per_epoch']})", "", None)
     light = (p["finetunes"] + ep["light_alpha"] + p["merge"]) / e["uniform"]
@@ -389,7 +387,7 @@ def _print(ep, st, mem, load_start, load_end, repeats) -> None:
         row(f"{stage}: process / in-process wall",
             f"{r['process']:.2f} / {r['in_process']:.2f} s (start-up {100 * start:.0f}%)",
             "", None)
-        row(f"  artifact I/O share of stage process", f"{100 * io:.1f}% ({r['io']*1000:.0f} ms)",
+        row("  artifact I/O share of stage process", f"{100 * io:.1f}% ({r['io']*1000:.0f} ms)",
             "≤ 5%", io <= 0.05)
     wh = st["whole"]
     book = (wh["dvc"] - wh["plain"]) / wh["dvc"]

@@ -1,11 +1,10 @@
-import copy
 
 import pytest
 import yaml
 
 from alphavil.config import ParamsError, load_params, validate
 from alphavil.schedule import epoch_block, rewrite
-from conftest import ROOT, repo_params, tiny_raw
+from conftest import ROOT, tiny_raw
 
 
 def test_repository_params_are_valid():

@@ -2,7 +2,6 @@
 path against a local copy laid out like the hub repository, and the real offline sources
 where they are installed."""
 
-import importlib.util
 import json
 
 import numpy as np

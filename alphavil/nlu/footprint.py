@@ -26,7 +26,7 @@ from ..artifacts import load_checkpoint, save_delta
 from ..config import load_params
 from ..context import RunContext
 from ..core import estimate_alpha, finetune_task, merge
-from ..models import build_model, load_trainable, trainable_state
+from ..models import build_model, load_trainable
 from ..seeding import generator, set_determinism
 from ..training import evaluate
 
