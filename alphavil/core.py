@@ -110,9 +110,9 @@ def estimate_alpha(model: nn.Module, theta: Params, deltas: list[Params], dev: T
             raise FloatingPointError(f"{where}: α became {alpha.detach().tolist()} at step "
                                      f"{step}; lower alpha.lr")
         losses.append(value)
-    after = _full_dev_loss(model, theta, deltas, alpha, dev, target, batch_size)
-    return alpha.detach().tolist(), {"dev_loss_at_init": before, "dev_loss_after": after,
-                                      "step_losses": losses}
+    # No whole-dev pass at the fitted α: that is the merged checkpoint's dev loss, which
+    # `evaluate` reports per epoch (metrics/per_epoch.json), so it is not computed twice.
+    return alpha.detach().tolist(), {"dev_loss_at_init": before, "step_losses": losses}
 
 
 def merge(theta: Params, weighted_deltas: Iterable[tuple[float, Params]]) -> Params:

@@ -150,7 +150,7 @@ def estimate_alpha(seed: int, epoch_id: str, cli_overrides: dict,
     alphas, trace = AlphaVIL(ctx).estimate(epoch, theta, deltas)
     say(f"estimate_alpha s{seed} {epoch_id}: α = "
         + ", ".join(f"{t} {a:.3f}" for t, a in alphas.items())
-        + f"; target dev loss {trace['dev_loss_at_init']:.4f} -> {trace['dev_loss_after']:.4f}")
+        + f"; target dev loss at α = init {trace['dev_loss_at_init']:.4f}")
     write_json(layout.alpha_path(seed, epoch_id),
                {"alpha": alphas, "base": digest, "epoch": epoch_id, **trace})
 

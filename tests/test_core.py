@@ -8,6 +8,7 @@ from alphavil.core import (combine, compute_delta, dev_loss, finetune_task, merg
 from alphavil.methods.alphavil import AlphaVIL
 from alphavil.models import trainable_state
 from alphavil.seeding import generator
+from alphavil.training import evaluate
 
 
 @pytest.fixture
@@ -111,7 +112,9 @@ def test_alpha_estimation_lowers_target_dev_loss(ctx):
     alphas, trace = method.estimate(epoch, theta, deltas)
     assert set(alphas) == set(ctx.tasks)
     assert len(trace["step_losses"]) == ctx.params.section("alpha")["steps"]
-    assert trace["dev_loss_after"] < trace["dev_loss_at_init"]
+    params = combine(theta, list(deltas.values()), torch.tensor([alphas[t] for t in deltas]))
+    dev = ctx.split("dev", ctx.target)
+    assert evaluate(ctx.model, dev, ctx.target, params=params)["loss"] < trace["dev_loss_at_init"]
 
 
 @pytest.mark.parametrize("rule,floor,expected", [
