@@ -5,6 +5,7 @@ import os
 import subprocess
 import sys
 
+import pytest
 import torch
 
 from alphavil import distributed, layout, pipeline
@@ -12,11 +13,19 @@ from alphavil.artifacts import load_checkpoint, load_tensors
 from conftest import ROOT
 
 
-def _torchrun(cwd, *args):
+LAUNCHERS = {
+    "torchrun": [sys.executable, "-m", "torch.distributed.run", "--standalone",
+                 "--nproc_per_node", "2"],
+    "accelerate": [sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu",
+                   "--num_processes", "2", "--num_machines", "1", "--mixed_precision", "no",
+                   "--dynamo_backend", "no", "--main_process_port", "0"],
+}
+
+
+def _launch(launcher, cwd, *args):
     env = {**os.environ, "PYTHONPATH": str(ROOT), "ALPHAVIL_QUIET": "1",
            "OMP_NUM_THREADS": "1"}
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone",
-           "--nproc_per_node", "2", *args]
+    cmd = [*LAUNCHERS[launcher], *args]
     proc = subprocess.run(cmd, cwd=cwd, env=env, capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     assert "data-parallel over 2 processes (gloo)" in proc.stderr
@@ -34,7 +43,8 @@ def test_not_distributed_by_default():
     assert distributed.shard(7) == slice(0, 7)
 
 
-def test_two_gloo_processes_give_the_same_delta_and_baseline(workdir):
+@pytest.mark.parametrize("launcher", sorted(LAUNCHERS))
+def test_two_gloo_processes_give_the_same_delta_and_baseline(workdir, launcher):
     # 97 examples: batches of 32 leave a last batch of 1, so one rank's share is empty
     root = workdir(data={"n_train": 97}, baselines=["diw"])
     pipeline.train_base(0)
@@ -45,9 +55,9 @@ def test_two_gloo_processes_give_the_same_delta_and_baseline(workdir):
     layout.delta_path(0, "ep0", "left").unlink()
     layout.checkpoint_dir("diw", 0, "ep1").joinpath("model.safetensors").unlink()
 
-    _torchrun(root, str(ROOT / "stages/finetune.py"), "--seed", "0", "--epoch", "ep0",
+    _launch(launcher, root, str(ROOT / "stages/finetune.py"), "--seed", "0", "--epoch", "ep0",
               "--task", "left")
-    _torchrun(root, str(ROOT / "stages/train_method.py"), "--method", "diw", "--seed", "0")
+    _launch(launcher, root, str(ROOT / "stages/train_method.py"), "--method", "diw", "--seed", "0")
 
     two_delta, two_meta = load_tensors(layout.delta_path(0, "ep0", "left"))
     assert two_meta == one_meta  # same base checkpoint, same example count
