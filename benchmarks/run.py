@@ -262,6 +262,21 @@ def lock_update(work: Path, repeats: int) -> dict | None:
     return {"seconds": _median_time(rewrite, repeats), "stages": n}
 
 
+def workspace_noop(repeats: int) -> dict:
+    """No-op `dvc repro` and `dvc status` at the default pipeline's real size, in this
+    workspace: only when it is in sync with dvc.lock (after `make run`), and as
+    `dvc repro --dry`, which checks every stage like a no-op repro but can never run one."""
+    dvc = [sys.executable, "-m", "dvc"]
+    env = {**os.environ, "DVC_NO_ANALYTICS": "1"}
+    if not (ROOT / "dvc.lock").is_file() or subprocess.run(
+            dvc + ["status", "-q"], cwd=ROOT, env=env, capture_output=True).returncode != 0:
+        return {"skipped": "this workspace is not in sync with dvc.lock (run `make run`)"}
+    n = len(yaml.safe_load((ROOT / "dvc.lock").read_text())["stages"])
+    times = _alternate({"repro": lambda: _run(dvc + ["repro", "--dry", "-q"], ROOT, env),
+                        "status": lambda: _run(dvc + ["status", "-q"], ROOT, env)}, repeats)
+    return {"stages": n, **times}
+
+
 def stages(work: Path, repeats: int) -> dict:
     repo = work / "repo"
     repo.mkdir()
@@ -374,6 +389,7 @@ def main(argv=None) -> None:
     with tempfile.TemporaryDirectory(prefix="alphavil-bench-") as tmp:
         work = Path(tmp)
         st = stages(work, args.repeats)
+        st["workspace"] = workspace_noop(args.repeats)
         repo = st.pop("repo")
         env = {**os.environ, "PYTHONPATH": str(repo)}
         mem = memory(repo, env)
@@ -435,6 +451,14 @@ def _print(ep, st, mem, load_start, load_end, repeats) -> None:
             f"({per_stage:.2f} s)", "≤ 5%", share <= 0.05)
     row("no-op `dvc repro`", f"{st['noop_repro']:.2f} s", "< 3 s", st["noop_repro"] < 3)
     row("`dvc status`", f"{st['status']:.2f} s", "", None)
+    ws = st["workspace"]
+    if "skipped" in ws:
+        row("no-op `dvc repro` at the default pipeline's size", ws["skipped"], "< 3 s", None)
+    else:
+        row(f"no-op `dvc repro` at the default's {ws['stages']} stages (`--dry`, this workspace)",
+            f"{ws['repro']:.2f} s", "< 3 s", ws["repro"] < 3)
+        row(f"`dvc status` at the default's {ws['stages']} stages", f"{ws['status']:.2f} s",
+            "", None)
     held = mem["model_bytes"] + mem["delta_bytes"]
     row("α estimation peak memory / model size",
         f"{(mem['peak'] + held) / mem['model_bytes']:.1f}× = inputs θ + {mem['tasks']} deltas "
