@@ -120,7 +120,7 @@ def epoch_and_loop(work: Path, repeats: int) -> dict:
         alphavil_epoch()  # warm-up: first-call costs belong to neither side
         epoch_t = _alternate({"alphavil": alphavil_epoch, "uniform": uniform_epoch}, repeats)
         # α estimation's work is alpha.steps × alpha.batch_size dev examples forward and
-        # backward: the same run with fewer steps shows what the epoch ratio depends on
+        # backward: the same epoch with lighter α budgets shows what the ratio depends on
         deltas = {t: av.finetune(epoch, theta, state, t)[0] for t in ctx.tasks}
         light_alpha = []
         for budget in LIGHT_ALPHA:
@@ -252,14 +252,13 @@ def lock_update(work: Path, repeats: int) -> dict | None:
     lock = work / "lock" / "dvc.lock"
     lock.parent.mkdir()
     shutil.copy(src, lock)
-    stage = next(iter(yaml.safe_load(lock.read_text())["stages"]))
+    names = list(yaml.safe_load(lock.read_text())["stages"])
 
     def rewrite():
         with modify_yaml(str(lock)) as data:  # what DVC does after each stage it runs
-            data["stages"][stage] = data["stages"][stage]
+            data["stages"][names[0]] = data["stages"][names[0]]
 
-    n = len(yaml.safe_load(lock.read_text())["stages"])
-    return {"seconds": _median_time(rewrite, repeats), "stages": n}
+    return {"seconds": _median_time(rewrite, repeats), "stages": len(names)}
 
 
 def workspace_noop(repeats: int) -> dict:

@@ -1,5 +1,6 @@
-"""The data-parallel path: the unchanged stage scripts under `torchrun` with two gloo
-processes on the CPU give the same artifacts as one process, up to float rounding."""
+"""The data-parallel path: the unchanged stage scripts under `torchrun` and under
+`accelerate launch`, with two gloo processes on the CPU, give the same artifacts as one
+process, up to float rounding."""
 
 import os
 import subprocess
