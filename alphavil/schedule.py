@@ -3,6 +3,8 @@
 DVC templates cannot count, so params.yaml spells the chain out (ep0 <- base, ep1 <- ep0,
 ...). This keeps the rest of the file, comments included, and each kept epoch's
 overrides; growing the list adds only new stages, so `dvc repro` runs only new epochs.
+Shrinking it also drops the removed epochs' entries from dvc.lock (alphavil.lockfile),
+which DVC would otherwise keep and re-write after every stage.
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ from pathlib import Path
 
 import yaml
 
+from . import lockfile
 from .config import ParamsError, validate
 
 _TOP_KEY = re.compile(r"^[A-Za-z_][\w-]*\s*:")
@@ -60,6 +63,8 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("n", type=int, help="number of αVIL epochs")
     ap.add_argument("--params", default="params.yaml")
+    ap.add_argument("--keep-lock", action="store_true",
+                    help="leave dvc.lock alone (default: drop entries of removed stages)")
     args = ap.parse_args(argv)
     try:
         rewrite(Path(args.params), args.n)
@@ -67,6 +72,9 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {err}", file=sys.stderr)
         return 2
     print(f"{args.params}: epochs set to {args.n}")
+    root = Path(args.params).resolve().parent
+    if not args.keep_lock and (root / "dvc.lock").exists():
+        return lockfile.main(["--root", str(root)])
     return 0
 
 

@@ -5,6 +5,7 @@ import json
 import math
 
 import pytest
+import yaml
 
 from conftest import tiny_raw
 from dvcrepo import DvcRepo
@@ -69,6 +70,25 @@ def test_adding_an_epoch_runs_only_the_new_one(repo):
     summary = json.loads(repo.read("metrics/summary.json"))
     assert summary["epochs"] == 3
     repo.commit("three epochs")
+
+
+def test_shrinking_drops_stale_lock_entries_and_regrowing_is_served_from_run_cache(repo):
+    three_epochs = {rel: repo.read(rel) for rel in ("dvc.lock", "metrics/summary.json")}
+    out = repo.run("python", "-m", "alphavil.schedule", "2").stdout
+    assert "dropped 4 entries" in out
+    lock = yaml.safe_load(repo.read("dvc.lock"))["stages"]
+    assert not [name for name in lock if "-ep2" in name]
+    assert "merge@0-ep1" in lock
+    # The baseline ran at 2 epochs before, so DVC's run cache restores it. evaluate's
+    # outputs are git-tracked (cache: false), which the run cache cannot restore: it
+    # runs again, deterministically.
+    assert repo.repro() == ["evaluate"]
+    assert json.loads(repo.read("metrics/summary.json"))["epochs"] == 2
+    repo.run("python", "-m", "alphavil.schedule", "3")
+    assert repo.repro() == ["evaluate"]
+    assert repo.read("metrics/summary.json") == three_epochs["metrics/summary.json"]
+    assert repo.read("dvc.lock") == three_epochs["dvc.lock"]
+    assert repo.dvc("status", "-q", check=False).returncode == 0
 
 
 def test_exp_run_with_a_param_change_shows_both_runs(repo):
