@@ -33,11 +33,14 @@ from pathlib import Path
 import yaml
 
 ROOT = Path(__file__).resolve().parents[1]
+# the integration tests' throwaway git + DVC repository: one place that copies the
+# project into a temp folder and initialises it
+sys.path.insert(0, str(ROOT / "tests"))
+from dvcrepo import DvcRepo  # noqa: E402
 # Lighter α budgets (steps × batch, lr) whose accuracy docs/performance.md reports from
 # `dvc exp run`: the epoch ratio of each shows what meeting its target would take.
 LIGHT_ALPHA = [dict(steps=10, batch_size=64, lr=0.1), dict(steps=5, batch_size=128, lr=0.2),
                dict(steps=8, batch_size=32, lr=0.125)]
-COPY = ["dvc.yaml", "stages", "alphavil", ".dvcignore", ".gitignore"]
 
 
 def bench_params(seeds=(0,), n_epochs=1) -> dict:
@@ -179,24 +182,6 @@ def epoch_and_loop(work: Path, repeats: int) -> dict:
 
 # --- 3 + 5: stages under DVC -----------------------------------------------------------
 
-def make_repo(path: Path, params: dict) -> dict:
-    for name in COPY:
-        src = ROOT / name
-        if src.is_dir():
-            shutil.copytree(src, path / name, ignore=shutil.ignore_patterns("__pycache__"))
-        else:
-            shutil.copy2(src, path / name)
-    (path / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
-    env = {**os.environ, "PATH": str(Path(sys.executable).parent) + os.pathsep +
-           os.environ["PATH"], "PYTHONPATH": str(path), "ALPHAVIL_QUIET": "1",
-           "DVC_NO_ANALYTICS": "1", "GIT_AUTHOR_NAME": "b", "GIT_AUTHOR_EMAIL": "b@b",
-           "GIT_COMMITTER_NAME": "b", "GIT_COMMITTER_EMAIL": "b@b"}
-    for cmd in (["git", "init", "-q"], [sys.executable, "-m", "dvc", "init", "-q"],
-                ["git", "add", "-A"], ["git", "commit", "-qm", "bench"]):
-        subprocess.run(cmd, cwd=path, env=env, check=True, capture_output=True)
-    return env
-
-
 def _run(cmd: list[str], cwd: Path, env: dict) -> float:
     t = time.perf_counter()
     proc = subprocess.run(cmd, cwd=cwd, env=env, capture_output=True, text=True)
@@ -279,7 +264,7 @@ def workspace_noop(repeats: int) -> dict:
 def stages(work: Path, repeats: int) -> dict:
     repo = work / "repo"
     repo.mkdir()
-    env = make_repo(repo, bench_params())
+    env = DvcRepo(repo, bench_params()).env
     dvc = [sys.executable, "-m", "dvc"]
     full = _run(dvc + ["repro"], repo, env)
     # before anything rewrites an output: DVC's state db still matches every mtime
