@@ -1,13 +1,14 @@
 # `make run`: venv + `dvc repro` on the built-in offline configuration.
 # `make run-nlu`: the NLU comparison on the offline text task set (docs/nlu.md).
 # `make test`: the test suite (what CI runs).
+# `make heldout`: the default configuration on ten seeds not used while developing it.
 # `make bench`: the performance table of docs/performance.md (a few minutes).
 VENV ?= .venv
 PY := $(VENV)/bin/python
 export PATH := $(CURDIR)/$(VENV)/bin:$(PATH)
 export DVC_NO_ANALYTICS := 1
 
-.PHONY: install install-nlu run run-nlu harmful test test-fast bench dag clean
+.PHONY: install install-nlu run run-nlu harmful heldout test test-fast bench dag clean
 
 $(VENV)/.installed: requirements.txt pyproject.toml
 	python3 -m venv $(VENV)
@@ -45,6 +46,10 @@ run: install
 # the harmful-task study: configs/harmful.yaml run as the DVC experiment `harmful`
 harmful: install
 	python -m alphavil.study configs/harmful.yaml
+
+# the default configuration on ten seeds (5-14) not used while developing it
+heldout: install
+	python -m alphavil.study configs/heldout-seeds.yaml
 
 # the NLU sources are installed too, so the NLU tests run rather than skip (5 s of pip)
 test: install-nlu
