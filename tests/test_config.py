@@ -7,6 +7,16 @@ from alphavil.schedule import epoch_block, rewrite
 from conftest import ROOT, tiny_raw
 
 
+@pytest.mark.parametrize("config", sorted((ROOT / "configs").glob("*.yaml")),
+                         ids=lambda p: p.name)
+def test_every_named_config_overlays_into_valid_params(config):
+    from alphavil.study import merged_params
+
+    overlay = yaml.safe_load(config.read_text())
+    merged = merged_params(config, ROOT / "params.yaml")  # raises ParamsError if invalid
+    assert {k: merged[k] for k in overlay} == overlay
+
+
 def test_repository_params_are_valid():
     p = load_params(ROOT / "params.yaml")
     assert p.target in p.tasks
