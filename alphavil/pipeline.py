@@ -212,31 +212,36 @@ def train_method(method_name: str, seed: int, params_path: str | Path = "params.
 
 def evaluate(params_path: str | Path = "params.yaml") -> None:
     from .report import write_reports
+    from .training import evaluate as eval_split
 
     params = load_params(params_path)
-    records = []
+    unknown = [m for m in params.methods if m not in METHODS]
+    if unknown:
+        raise ParamsError(f"methods: unknown method {unknown[0]!r}")
+    epochs = [("base", 0)] + [(e.id, e.n) for e in params.epochs]
+    scored: dict[tuple[str, int, str], dict] = {}
     metric = None
-    for method_name in params.methods:
-        if method_name not in METHODS:
-            raise ParamsError(f"methods: unknown method {method_name!r}")
-        for seed in params.seeds:
-            set_determinism(seed)
-            ctx = RunContext.build(params, seed)
-            # NLU targets declare their GLUE metric; vision reports accuracy
-            metric = ctx.meta["tasks"][ctx.target].get("metric")
-            dev = ctx.split("dev", ctx.target)
-            test = ctx.split("test", ctx.target)
-            for ep_id, n in [("base", 0)] + [(e.id, e.n) for e in params.epochs]:
+    for seed in params.seeds:
+        set_determinism(seed)
+        ctx = RunContext.build(params, seed)
+        # NLU targets declare their GLUE metric; vision reports accuracy
+        metric = ctx.meta["tasks"][ctx.target].get("metric")
+        dev = ctx.split("dev", ctx.target)
+        test = ctx.split("test", ctx.target)
+        by_folder: dict[Path, dict] = {}  # θ_0 is one folder that every method starts from
+        for method_name in params.methods:
+            for ep_id, n in epochs:
                 folder = layout.checkpoint_dir(method_name, seed, ep_id)
-                theta, state = load_checkpoint(folder)
-                check_compatible(str(folder), theta, trainable_state(ctx.model), subset=False)
-                load_trainable(ctx.model, theta)
-                from .training import evaluate as eval_split
-
-                records.append({
-                    "method": method_name, "seed": seed, "epoch": ep_id, "n": n,
-                    "dev": eval_split(ctx.model, dev, ctx.target),
-                    "test": eval_split(ctx.model, test, ctx.target),
-                    "weights": state.get("weights"), "alpha": state.get("alpha"),
-                })
+                if folder not in by_folder:
+                    theta, state = load_checkpoint(folder)
+                    check_compatible(str(folder), theta, trainable_state(ctx.model),
+                                     subset=False)
+                    load_trainable(ctx.model, theta)
+                    by_folder[folder] = {
+                        "dev": eval_split(ctx.model, dev, ctx.target),
+                        "test": eval_split(ctx.model, test, ctx.target),
+                        "weights": state.get("weights"), "alpha": state.get("alpha")}
+                scored[method_name, seed, ep_id] = by_folder[folder]
+    records = [{"method": m, "seed": seed, "epoch": ep_id, "n": n, **scored[m, seed, ep_id]}
+               for m in params.methods for seed in params.seeds for ep_id, n in epochs]
     write_reports(params, records, metric=metric)
