@@ -39,9 +39,16 @@ def finetune_task(model: nn.Module, theta: Params, split: TaskSplit, task: str, 
                   g: torch.Generator, where: str, delta_dtype: torch.dtype = torch.float32,
                   on_step: Callable[[int, float], None] | None = None) -> tuple[Params, PassStats]:
     """Start from θ, train one pass over a ρ-subset of the task's data with loss w_k·L_k,
-    return δ_k = θ_k − θ over the parameters the task touches."""
+    return δ_k = θ_k − θ over the parameters the task touches.
+
+    A task whose weight has reached 0 is not trained: its loss w_k·L_k is 0 at every step,
+    so SGD and Adam would leave θ exactly as it is (δ_k = 0 bit for bit) after a full pass.
+    AdamW would only apply its weight decay, which is no contribution of the task; skipping
+    makes δ_k = 0 for every optimizer."""
     load_trainable(model, theta)
     names = task_parameter_names(model, task)
+    if weight == 0.0:
+        return compute_delta(theta, theta, names, delta_dtype), PassStats()
     own = dict(model.named_parameters())
     opt = make_optimizer(optimizer, [own[n] for n in names], lr)
     idx = sample_indices(len(split), ratio, g)

@@ -126,6 +126,9 @@ def finetune(seed: int, epoch_id: str, task: str, cli_overrides: dict,
     n = len(ctx.split("train", task))
     steps = math.ceil(max(1, math.ceil(p["alphavil"]["sample_ratio"] * n)) /
                       p["train"]["batch_size"])
+    if float(state["weights"][task]) == 0.0:
+        say(f"fine-tune s{seed} {epoch_id} {task}: task weight is 0, so δ = 0 without training")
+        steps = 0
     with step_logger(layout.log_dir(f"s{seed}", epoch_id, task), steps,
                      f"fine-tune s{seed} {epoch_id} {task}") as on_step:
         delta, stats = method.finetune(epoch, theta, state, task, on_step=on_step)

@@ -8,7 +8,7 @@ from alphavil.core import (combine, compute_delta, dev_loss, finetune_task, merg
 from alphavil.methods.alphavil import AlphaVIL
 from alphavil.models import trainable_state
 from alphavil.seeding import generator
-from alphavil.training import evaluate
+from alphavil.training import evaluate, make_optimizer, sample_indices, task_batches, train_pass
 
 
 @pytest.fixture
@@ -52,6 +52,30 @@ def test_float32_deltas_reproduce_the_finetune_within_one_rounding(ctx):
         # one rounding of δ to float32, one of the sum
         bound = eps * (delta.get(name, torch.zeros(())).abs() + tuned[name].abs())
         assert ((merged[name] - tuned[name]).abs() <= bound).all(), name
+
+
+@pytest.mark.parametrize("optimizer, moves", [("sgd", False), ("adam", False), ("adamw", True)])
+def test_zero_weight_task_is_skipped_with_the_delta_a_full_pass_gives(ctx, optimizer, moves):
+    theta = trainable_state(ctx.model)
+    names = task_parameter_names(ctx.model, "right")
+    delta, stats = finetune_task(ctx.model, theta, ctx.split("train", "right"), "right",
+                                 weight=0.0, ratio=0.2, batch_size=16, optimizer=optimizer,
+                                 lr=1e-2, g=generator(0, "t", "right"), where="test")
+    assert stats.steps == 0 and set(delta) == set(names)
+    assert all(torch.equal(d, torch.zeros_like(d)) for d in delta.values())
+    # the pass it skips: loss 0·L at every step
+    own = dict(ctx.model.named_parameters())
+    opt = make_optimizer(optimizer, [own[n] for n in names], 1e-2)
+    idx = sample_indices(len(ctx.split("train", "right")), 0.2, generator(0, "t", "right"))
+    ran = train_pass(ctx.model, task_batches("right", ctx.split("train", "right"), idx, 16, 0.0),
+                     opt)
+    assert ran.steps > 0
+    after = trainable_state(ctx.model)
+    assert any(not torch.equal(after[n], theta[n]) for n in names) == moves  # adamw: decay only
+    if not moves:
+        full = compute_delta(theta, after, names)
+        for n in names:
+            assert torch.equal(full[n], delta[n]), n
 
 
 def test_delta_covers_trunk_and_own_head_only(ctx):
