@@ -1,9 +1,11 @@
 """Run a named configuration from configs/ as a DVC experiment.
 
     python -m alphavil.study configs/harmful.yaml [--name NAME]
+    python -m alphavil.study configs/target-only.yaml configs/heldout-seeds.yaml
 
 A config file is an overlay: each of its top-level keys replaces that key of params.yaml
-as a whole (no deep merge, so what a study runs is readable in one file). The merged
+as a whole (no deep merge, so what a study runs is readable in one file). Several overlays
+must set disjoint keys, so each key still comes from exactly one file. The merged
 params are validated before anything runs, written to params.yaml and run with
 `dvc exp run -n NAME`, exactly as `dvc exp run -S key=value` would: the workspace then
 holds the study's params and results, and `dvc exp show` lists it beside other runs.
@@ -22,7 +24,7 @@ import yaml
 from .artifacts import write_text
 from .config import ParamsError, validate
 
-HEADER = ("# Written by `python -m alphavil.study {config}`: params.yaml with that file's\n"
+HEADER = ("# Written by `python -m alphavil.study {config}`: params.yaml with the overlays'\n"
           "# top-level keys replaced. Back to the default: git checkout params.yaml && dvc checkout\n")
 
 
@@ -36,20 +38,30 @@ def overlay(base: dict, config: dict, source: str) -> dict:
     return {**base, **config}
 
 
-def merged_params(config_path: Path, params_path: Path = Path("params.yaml")) -> dict:
-    for path in (config_path, params_path):
+def merged_params(config_paths: Path | list[Path],
+                  params_path: Path = Path("params.yaml")) -> dict:
+    configs = [config_paths] if isinstance(config_paths, Path) else list(config_paths)
+    for path in [*configs, params_path]:
         if not path.is_file():
             raise ParamsError(f"{path}: file not found")
-    base = yaml.safe_load(params_path.read_text())
-    merged = overlay(base, yaml.safe_load(config_path.read_text()), str(config_path))
-    validate(merged, f"{config_path} over {params_path}")
+    merged = yaml.safe_load(params_path.read_text())
+    set_by: dict[str, Path] = {}
+    for path in configs:
+        config = yaml.safe_load(path.read_text())
+        merged = overlay(merged, config, str(path))
+        clash = sorted(k for k in config if k in set_by)
+        if clash:
+            raise ParamsError(f"{path}: keys {clash} are also set by {set_by[clash[0]]}; "
+                              f"overlays run together must set different keys")
+        set_by.update(dict.fromkeys(config, path))
+    validate(merged, f"{' + '.join(map(str, configs))} over {params_path}")
     return merged
 
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("config", type=Path)
-    ap.add_argument("--name", help="experiment name (default: the config file's stem)")
+    ap.add_argument("config", type=Path, nargs="+", help="overlay file(s) in configs/")
+    ap.add_argument("--name", help="experiment name (default: the config files' stems)")
     ap.add_argument("--params", type=Path, default=Path("params.yaml"))
     ap.add_argument("--no-run", action="store_true",
                     help="only write the merged params.yaml")
@@ -59,11 +71,12 @@ def main(argv: list[str] | None = None) -> int:
     except ParamsError as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
-    text = HEADER.format(config=args.config) + yaml.safe_dump(merged, sort_keys=False)
+    text = HEADER.format(config=" ".join(map(str, args.config))) + yaml.safe_dump(
+        merged, sort_keys=False)
     write_text(args.params, text)
     if args.no_run:
         return 0
-    name = args.name or args.config.stem
+    name = args.name or "-".join(c.stem for c in args.config)
     proc = subprocess.run([sys.executable, "-m", "dvc", "exp", "run", "-n", name])
     if proc.returncode != 0:
         return proc.returncode

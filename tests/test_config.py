@@ -155,3 +155,28 @@ def test_schedule_keeps_overrides_of_kept_epochs():
     epochs = yaml.safe_load(block)["epochs"]
     assert epochs[1]["overrides"] == {"sample_ratio": 0.5}
     assert epochs[2]["overrides"] == {}
+
+
+def test_two_overlays_with_disjoint_keys_merge_and_run_as_one_study(tmp_path):
+    from alphavil.study import main, merged_params
+
+    configs = [ROOT / "configs" / "target-only.yaml", ROOT / "configs" / "heldout-seeds.yaml"]
+    merged = merged_params(configs, ROOT / "params.yaml")
+    assert list(merged["tasks"]) == ["left"] and merged["seeds"] == list(range(5, 15))
+    params = tmp_path / "params.yaml"
+    params.write_text((ROOT / "params.yaml").read_text())
+    assert main([*map(str, configs), "--params", str(params), "--no-run"]) == 0
+    written = load_params(params)
+    assert written.seeds == list(range(5, 15)) and list(written.tasks) == ["left"]
+    header = params.read_text().splitlines()[0]
+    assert "target-only.yaml" in header and "heldout-seeds.yaml" in header
+
+
+def test_overlays_that_set_the_same_key_are_refused(tmp_path):
+    from alphavil.study import merged_params
+
+    a, b = tmp_path / "a.yaml", tmp_path / "b.yaml"
+    a.write_text("seeds: [1]\nbaselines: [uniform]\n")
+    b.write_text("seeds: [2]\n")
+    with pytest.raises(ParamsError, match=r"b\.yaml: keys \['seeds'\] are also set by .*a\.yaml"):
+        merged_params([a, b], ROOT / "params.yaml")
