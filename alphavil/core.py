@@ -12,8 +12,8 @@ from torch.func import functional_call
 
 from .data import TaskSplit
 from .models import load_trainable, trainable_state
-from .training import (PassStats, make_optimizer, minibatches, sample_indices, task_batches,
-                       task_loss, train_pass)
+from .training import (PassStats, make_optimizer, minibatches, sample_indices, sample_size,
+                       task_batches, task_loss, train_pass)
 
 Params = dict[str, torch.Tensor]
 
@@ -34,20 +34,28 @@ def compute_delta(before: Params, after: Params, names: Iterable[str],
     return {n: (after[n].double() - before[n].double()).to(dtype) for n in names}
 
 
+def finetune_steps(n_examples: int, *, weight: float, ratio: float, batch_size: int) -> int:
+    """Optimizer steps of finetune_task on a task with n_examples training examples.
+
+    A task whose weight has reached 0 takes none: its loss w_k·L_k is 0 at every step, so
+    SGD and Adam would leave θ exactly as it is (δ_k = 0 bit for bit) after a full pass.
+    AdamW would only apply its weight decay, which is no contribution of the task; skipping
+    makes δ_k = 0 for every optimizer."""
+    if weight == 0.0:
+        return 0
+    return math.ceil(sample_size(n_examples, ratio) / batch_size)
+
+
 def finetune_task(model: nn.Module, theta: Params, split: TaskSplit, task: str, *,
                   weight: float, ratio: float, batch_size: int, optimizer: str, lr: float,
                   g: torch.Generator, where: str, delta_dtype: torch.dtype = torch.float32,
                   on_step: Callable[[int, float], None] | None = None) -> tuple[Params, PassStats]:
     """Start from θ, train one pass over a ρ-subset of the task's data with loss w_k·L_k,
-    return δ_k = θ_k − θ over the parameters the task touches.
-
-    A task whose weight has reached 0 is not trained: its loss w_k·L_k is 0 at every step,
-    so SGD and Adam would leave θ exactly as it is (δ_k = 0 bit for bit) after a full pass.
-    AdamW would only apply its weight decay, which is no contribution of the task; skipping
-    makes δ_k = 0 for every optimizer."""
+    return δ_k = θ_k − θ over the parameters the task touches (δ_k = 0 untrained when
+    finetune_steps says 0)."""
     load_trainable(model, theta)
     names = task_parameter_names(model, task)
-    if weight == 0.0:
+    if finetune_steps(len(split), weight=weight, ratio=ratio, batch_size=batch_size) == 0:
         return compute_delta(theta, theta, names, delta_dtype), PassStats()
     own = dict(model.named_parameters())
     opt = make_optimizer(optimizer, [own[n] for n in names], lr)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import math
 import shutil
 from pathlib import Path
 
@@ -122,13 +121,9 @@ def finetune(seed: int, epoch_id: str, task: str, cli_overrides: dict,
     if task not in params.tasks:
         raise ParamsError(f"--task {task!r} is not in params.yaml tasks {list(params.tasks)}")
     method = AlphaVIL(ctx)
-    p = params.for_epoch(epoch_id)
-    n = len(ctx.split("train", task))
-    steps = math.ceil(max(1, math.ceil(p["alphavil"]["sample_ratio"] * n)) /
-                      p["train"]["batch_size"])
-    if float(state["weights"][task]) == 0.0:
+    steps = method.finetune_steps(epoch, state, task)
+    if steps == 0:
         say(f"fine-tune s{seed} {epoch_id} {task}: task weight is 0, so δ = 0 without training")
-        steps = 0
     with step_logger(layout.log_dir(f"s{seed}", epoch_id, task), steps,
                      f"fine-tune s{seed} {epoch_id} {task}") as on_step:
         delta, stats = method.finetune(epoch, theta, state, task, on_step=on_step)

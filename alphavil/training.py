@@ -34,9 +34,14 @@ def make_optimizer(name: str, params: Iterable[torch.nn.Parameter], lr: float):
     return make(name, params, lr)
 
 
+def sample_size(n: int, ratio: float) -> int:
+    """How many of n examples one pass at ratio ρ (the paper's sample ratio) sees."""
+    return max(1, math.ceil(ratio * n))
+
+
 def sample_indices(n: int, ratio: float, g: torch.Generator) -> torch.Tensor:
-    """A random subset of ceil(ratio * n) example indices (ratio ρ of the paper)."""
-    return torch.randperm(n, generator=g)[: max(1, math.ceil(ratio * n))]
+    """A random subset of sample_size(n, ratio) example indices."""
+    return torch.randperm(n, generator=g)[: sample_size(n, ratio)]
 
 
 def minibatches(indices: torch.Tensor, batch_size: int) -> Iterator[torch.Tensor]:

@@ -3,8 +3,8 @@ import torch
 
 from alphavil.config import load_params
 from alphavil.context import RunContext
-from alphavil.core import (combine, compute_delta, dev_loss, finetune_task, merge,
-                           task_parameter_names, update_weights)
+from alphavil.core import (combine, compute_delta, dev_loss, finetune_steps, finetune_task,
+                           merge, task_parameter_names, update_weights)
 from alphavil.methods.alphavil import AlphaVIL
 from alphavil.models import trainable_state
 from alphavil.seeding import generator
@@ -76,6 +76,21 @@ def test_zero_weight_task_is_skipped_with_the_delta_a_full_pass_gives(ctx, optim
         full = compute_delta(theta, after, names)
         for n in names:
             assert torch.equal(full[n], delta[n]), n
+
+
+@pytest.mark.parametrize("weight, ratio, batch_size", [(1.0, 1.0, 16), (0.5, 0.3, 7),
+                                                       (2.0, 0.001, 32), (0.0, 1.0, 16)])
+def test_finetune_steps_is_the_number_of_steps_finetune_task_takes(ctx, weight, ratio,
+                                                                   batch_size):
+    # the fine-tune stage's progress bar is sized by finetune_steps
+    split = ctx.split("train", "left")
+    _, stats = finetune_task(ctx.model, trainable_state(ctx.model), split, "left",
+                             weight=weight, ratio=ratio, batch_size=batch_size,
+                             optimizer="sgd", lr=1e-3, g=generator(0, "t", "left"),
+                             where="test")
+    assert finetune_steps(len(split), weight=weight, ratio=ratio,
+                          batch_size=batch_size) == stats.steps
+    assert (stats.steps == 0) == (weight == 0.0)
 
 
 def test_delta_covers_trunk_and_own_head_only(ctx):

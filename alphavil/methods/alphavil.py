@@ -6,7 +6,8 @@ from __future__ import annotations
 from typing import Callable, Iterable
 
 from ..config import EpochSpec
-from ..core import DELTA_DTYPES, estimate_alpha, finetune_task, merge, update_weights
+from ..core import (DELTA_DTYPES, estimate_alpha, finetune_steps, finetune_task, merge,
+                    update_weights)
 from ..seeding import generator
 from ..training import PassStats
 from .base import Method, Params
@@ -18,6 +19,13 @@ class AlphaVIL(Method):
 
     def initial_state(self) -> dict:
         return {"weights": {t: 1.0 for t in self.ctx.tasks}}
+
+    def finetune_steps(self, epoch: EpochSpec, state: dict, task: str) -> int:
+        p = self.ctx.params.for_epoch(epoch.id)
+        return finetune_steps(len(self.ctx.split("train", task)),
+                              weight=float(state["weights"][task]),
+                              ratio=p["alphavil"]["sample_ratio"],
+                              batch_size=p["train"]["batch_size"])
 
     def finetune(self, epoch: EpochSpec, theta: Params, state: dict, task: str,
                  on_step: Callable[[int, float], None] | None = None) -> tuple[Params, PassStats]:
