@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+from collections import Counter
 from pathlib import Path
 
 
@@ -51,7 +52,8 @@ def prune(root: Path, dry_run: bool = False) -> list[str]:
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--root", default=".", help="repository root holding dvc.yaml")
-    ap.add_argument("--dry-run", action="store_true", help="list stale entries, keep them")
+    ap.add_argument("--dry-run", action="store_true",
+                    help="list every stale entry, keep them")
     args = ap.parse_args(argv)
     from dvc.exceptions import DvcException
 
@@ -61,9 +63,19 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {Path(args.root) / 'dvc.yaml'}: {err}", file=sys.stderr)
         return 2
     verb = "would drop" if args.dry_run else "dropped"
+    names = describe(stale, None if args.dry_run else 10)
     print(f"dvc.lock: {verb} {len(stale)} entr{'y' if len(stale) == 1 else 'ies'} of "
-          f"stages no longer in dvc.yaml" + (f": {', '.join(stale)}" if stale else ""))
+          f"stages no longer in dvc.yaml" + (f": {names}" if stale else ""))
     return 0
+
+
+def describe(names: list[str], limit: int | None) -> str:
+    """The stage names, or past `limit` a count per stage (`finetune ×280, ...`): a lock
+    left by several experiments can hold hundreds of stale entries (--dry-run lists all)."""
+    if limit is None or len(names) <= limit:
+        return ", ".join(names)
+    counts = Counter(name.split("@")[0] for name in names)
+    return ", ".join(f"{stage} ×{n}" for stage, n in counts.items())
 
 
 if __name__ == "__main__":

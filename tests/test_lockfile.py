@@ -51,3 +51,10 @@ def test_unresolvable_dvc_yaml_is_an_error_and_the_lock_is_untouched(root, capsy
     assert lockfile.main(["--root", str(root)]) == 2
     assert "dvc.yaml" in capsys.readouterr().err
     assert (root / "dvc.lock").read_bytes() == before
+
+
+def test_a_long_list_is_summarised_per_stage_unless_dry_run():
+    names = [f"finetune@{s}-ep0-left" for s in range(12)] + ["merge@0-ep0", "merge@1-ep0"]
+    assert lockfile.describe(names, 10) == "finetune ×12, merge ×2"
+    assert lockfile.describe(names, None) == ", ".join(names)
+    assert lockfile.describe(names[:3], 10) == ", ".join(names[:3])
