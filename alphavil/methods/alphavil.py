@@ -20,20 +20,22 @@ class AlphaVIL(Method):
     def initial_state(self) -> dict:
         return {"weights": {t: 1.0 for t in self.ctx.tasks}}
 
-    def finetune_steps(self, epoch: EpochSpec, state: dict, task: str) -> int:
+    def _pass(self, epoch: EpochSpec, state: dict, task: str) -> dict:
+        """What decides a fine-tune's length: the task's weight, ρ and the batch size."""
         p = self.ctx.params.for_epoch(epoch.id)
+        return {"weight": float(state["weights"][task]),
+                "ratio": p["alphavil"]["sample_ratio"], "batch_size": p["train"]["batch_size"]}
+
+    def finetune_steps(self, epoch: EpochSpec, state: dict, task: str) -> int:
         return finetune_steps(len(self.ctx.split("train", task)),
-                              weight=float(state["weights"][task]),
-                              ratio=p["alphavil"]["sample_ratio"],
-                              batch_size=p["train"]["batch_size"])
+                              **self._pass(epoch, state, task))
 
     def finetune(self, epoch: EpochSpec, theta: Params, state: dict, task: str,
                  on_step: Callable[[int, float], None] | None = None) -> tuple[Params, PassStats]:
         p = self.ctx.params.for_epoch(epoch.id)
         return finetune_task(
             self.ctx.model, theta, self.ctx.split("train", task), task,
-            weight=float(state["weights"][task]), ratio=p["alphavil"]["sample_ratio"],
-            batch_size=p["train"]["batch_size"], optimizer=p["train"]["optimizer"],
+            **self._pass(epoch, state, task), optimizer=p["train"]["optimizer"],
             lr=p["train"]["lr"], g=generator(self.ctx.seed, epoch.id, task, "sample"),
             where=f"seed {self.ctx.seed}, epoch {epoch.id}, fine-tune of task {task!r}",
             delta_dtype=DELTA_DTYPES[p["alphavil"].get("delta_dtype", "float32")],
