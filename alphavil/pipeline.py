@@ -209,6 +209,7 @@ def train_method(method_name: str, seed: int, params_path: str | Path = "params.
 # --- evaluate -------------------------------------------------------------------------
 
 def evaluate(params_path: str | Path = "params.yaml") -> None:
+    from .nlu.prefix_cache import cached_frozen_prefix
     from .report import write_reports
     from .training import evaluate as eval_split
 
@@ -227,19 +228,22 @@ def evaluate(params_path: str | Path = "params.yaml") -> None:
         dev = ctx.split("dev", ctx.target)
         test = ctx.split("test", ctx.target)
         by_folder: dict[Path, dict] = {}  # θ_0 is one folder that every method starts from
-        for method_name in params.methods:
-            for ep_id, n in epochs:
-                folder = layout.checkpoint_dir(method_name, seed, ep_id)
-                if folder not in by_folder:
-                    theta, state = load_checkpoint(folder)
-                    check_compatible(str(folder), theta, trainable_state(ctx.model),
-                                     subset=False)
-                    load_trainable(ctx.model, theta)
-                    by_folder[folder] = {
-                        "dev": eval_split(ctx.model, dev, ctx.target),
-                        "test": eval_split(ctx.model, test, ctx.target),
-                        "weights": state.get("weights"), "alpha": state.get("alpha")}
-                scored[method_name, seed, ep_id] = by_folder[folder]
+        # every checkpoint is scored on the same batches; an encoder's frozen lower layers
+        # then give the same output each time, so they run once per batch (NLU)
+        with cached_frozen_prefix(ctx.model):
+            for method_name in params.methods:
+                for ep_id, n in epochs:
+                    folder = layout.checkpoint_dir(method_name, seed, ep_id)
+                    if folder not in by_folder:
+                        theta, state = load_checkpoint(folder)
+                        check_compatible(str(folder), theta, trainable_state(ctx.model),
+                                         subset=False)
+                        load_trainable(ctx.model, theta)
+                        by_folder[folder] = {
+                            "dev": eval_split(ctx.model, dev, ctx.target),
+                            "test": eval_split(ctx.model, test, ctx.target),
+                            "weights": state.get("weights"), "alpha": state.get("alpha")}
+                    scored[method_name, seed, ep_id] = by_folder[folder]
     records = [{"method": m, "seed": seed, "epoch": ep_id, "n": n, **scored[m, seed, ep_id]}
                for m in params.methods for seed in params.seeds for ep_id, n in epochs]
     write_reports(params, records, metric=metric)

@@ -26,6 +26,7 @@ class EncoderTrunk(nn.Module):
         self.encoder = encoder
         self.pooling = pooling
         self.out_dim = int(encoder.config.hidden_size)
+        self.prefix_cache = None  # set by prefix_cache.cached_frozen_prefix (evaluate)
 
     def forward(self, inputs: dict[str, torch.Tensor]) -> torch.Tensor:
         mask = inputs["attention_mask"]
@@ -36,7 +37,10 @@ class EncoderTrunk(nn.Module):
         kwargs = {"input_ids": inputs["input_ids"][:, :length].long(), "attention_mask": mask}
         if "token_type_ids" in inputs:
             kwargs["token_type_ids"] = inputs["token_type_ids"][:, :length].long()
-        out = self.encoder(**kwargs)
+        if self.prefix_cache is None:
+            out = self.encoder(**kwargs)
+        else:
+            out = self.prefix_cache.forward(self.encoder, kwargs)
         if self.pooling == "pooler":
             return out.pooler_output
         hidden = out.last_hidden_state
