@@ -349,6 +349,9 @@ def validate(raw: Any, source: str = "params.yaml") -> Params:
     c.number("alpha.lr", low=0.0, low_open=True)
     c.choice("alpha.optimizer", {"sgd", "adam"})
     c.number("alpha.batch_size", low=1, integer=True)
+    guard = c.get("alpha.guard", False)
+    if not isinstance(guard, bool):
+        c.fail("alpha.guard", "true or false", guard)
 
     # KMM needs B >= 1: weights in [0, B] with mean 1
     c.number("diw.max_weight", low=1.0, default=10.0)

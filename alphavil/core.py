@@ -98,8 +98,12 @@ def _full_dev_loss(model: nn.Module, theta: Params, deltas: list[Params], alpha:
 
 def estimate_alpha(model: nn.Module, theta: Params, deltas: list[Params], dev: TaskSplit,
                    target: str, *, init: float, steps: int, lr: float, optimizer: str,
-                   batch_size: int, g: torch.Generator, where: str) -> tuple[list[float], dict]:
-    """Minimise the target's dev loss of θ + Σ α_k δ_k over α only (θ, δ frozen)."""
+                   batch_size: int, g: torch.Generator, where: str,
+                   guard: bool = False) -> tuple[list[float], dict]:
+    """Minimise the target's dev loss of θ + Σ α_k δ_k over α only (θ, δ frozen).
+
+    With `guard`, also compare the whole dev split's loss at the fitted α with that of θ
+    itself; the trace's "guard" entry says whether the merge may go ahead (merge_accepted)."""
     model.eval()
     alpha = torch.full((len(deltas),), float(init), dtype=torch.float32, requires_grad=True)
     opt = make_optimizer(optimizer, [alpha], lr) if optimizer == "adam" else \
@@ -125,9 +129,24 @@ def estimate_alpha(model: nn.Module, theta: Params, deltas: list[Params], dev: T
             raise FloatingPointError(f"{where}: α became {alpha.detach().tolist()} at step "
                                      f"{step}; lower alpha.lr")
         losses.append(value)
-    # No whole-dev pass at the fitted α: that is the merged checkpoint's dev loss, which
-    # `evaluate` reports per epoch (metrics/per_epoch.json), so it is not computed twice.
-    return alpha.detach().tolist(), {"dev_loss_at_init": before, "step_losses": losses}
+    trace = {"dev_loss_at_init": before, "step_losses": losses}
+    # Without the guard there is no whole-dev pass at the fitted α: that is the merged
+    # checkpoint's dev loss, which `evaluate` reports per epoch, so it is not computed twice.
+    if guard:
+        fitted = alpha.detach()
+        at_theta = _full_dev_loss(model, theta, [], fitted[:0], dev, target, batch_size)
+        at_fitted = _full_dev_loss(model, theta, deltas, fitted, dev, target, batch_size)
+        if not math.isfinite(at_fitted):
+            raise FloatingPointError(f"{where}: dev loss of target task {target!r} is "
+                                     f"{at_fitted} at the fitted α = {fitted.tolist()}")
+        trace["guard"] = {"dev_loss_theta": at_theta, "dev_loss_fitted": at_fitted,
+                          "accepted": at_fitted <= at_theta}
+    return alpha.detach().tolist(), trace
+
+
+def merge_accepted(alpha_record: dict) -> bool:
+    """False only where alpha.guard found the merge worse than θ on the target's dev loss."""
+    return bool(alpha_record.get("guard", {}).get("accepted", True))
 
 
 def merge(theta: Params, weighted_deltas: Iterable[tuple[float, Params]]) -> Params:

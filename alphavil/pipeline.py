@@ -13,6 +13,7 @@ from .artifacts import (ArtifactError, check_compatible, check_finite, checkpoin
                         write_json)
 from .config import Params, ParamsError, check_data_source, load_params
 from .context import RunContext
+from .core import merge_accepted
 from .methods import METHODS, get_method
 from .methods.alphavil import AlphaVIL
 from .methods.joint import round_robin
@@ -148,7 +149,11 @@ def estimate_alpha(seed: int, epoch_id: str, cli_overrides: dict,
     alphas, trace = AlphaVIL(ctx).estimate(epoch, theta, deltas)
     say(f"estimate_alpha s{seed} {epoch_id}: α = "
         + ", ".join(f"{t} {a:.3f}" for t, a in alphas.items())
-        + f"; target dev loss at α = init {trace['dev_loss_at_init']:.4f}")
+        + f"; target dev loss at α = init {trace['dev_loss_at_init']:.4f}"
+        + (f"; guard: {trace['guard']['dev_loss_fitted']:.4f} at α vs "
+           f"{trace['guard']['dev_loss_theta']:.4f} of θ, merge "
+           + ("accepted" if trace["guard"]["accepted"] else "rejected")
+           if "guard" in trace else ""))
     write_json(layout.alpha_path(seed, epoch_id),
                {"alpha": alphas, "base": digest, "epoch": epoch_id, **trace})
 
@@ -170,14 +175,20 @@ def merge(seed: int, epoch_id: str, cli_overrides: dict,
                         f"in {layout.alpha_path(seed, epoch_id)}")
     method = AlphaVIL(ctx)
     paths = _delta_paths(params, seed, epoch_id)
+    accepted = merge_accepted(record)
+    if not accepted:
+        g = record["guard"]
+        say(f"merge s{seed} {epoch_id}: rejected by alpha.guard (target dev loss "
+            f"{g['dev_loss_fitted']:.4f} at the fitted α > {g['dev_loss_theta']:.4f} of θ); "
+            "θ and the task weights carry over")
     merged = method.merge(theta, alphas, ((t, load_delta(p, theta, digest, task=t,
                                                          epoch=epoch_id)[0])
-                                          for t, p in paths.items()))
+                                          for t, p in paths.items()), accepted)
     for name, value in merged.items():
         if not torch.isfinite(value).all():
             raise FloatingPointError(f"seed {seed}, epoch {epoch_id}: merged parameter "
                                      f"{name!r} is not finite (α = {alphas}); stopping")
-    new_state = method.next_state(epoch, state, alphas)
+    new_state = method.next_state(epoch, state, alphas, accepted)
     save_checkpoint(layout.checkpoint_dir("alphavil", seed, epoch_id), merged,
                     {"epoch": epoch_id, "n": epoch.n, "method": "alphavil", "seed": seed,
                      **new_state})

@@ -53,6 +53,7 @@ BAD = [
     ("alpha.lr", 0.0, "alpha.lr"),
     ("alpha.batch_size", 0, "alpha.batch_size"),
     ("alpha.optimizer", "rmsprop", "alpha.optimizer"),
+    ("alpha.guard", "yes", "alpha.guard: expected true or false"),
     ("data.source", "imagenet", "data.source"),
     ("data.n_train", 0, "data.n_train"),
     ("data.digit_split.train", 0.0, "data.digit_split.train"),

@@ -3,8 +3,9 @@ import torch
 
 from alphavil.config import load_params
 from alphavil.context import RunContext
-from alphavil.core import (combine, compute_delta, dev_loss, finetune_steps, finetune_task,
-                           merge, task_parameter_names, update_weights)
+from alphavil.core import (combine, compute_delta, dev_loss, estimate_alpha, finetune_steps,
+                           finetune_task, merge, merge_accepted, task_parameter_names,
+                           update_weights)
 from alphavil.methods.alphavil import AlphaVIL
 from alphavil.models import trainable_state
 from alphavil.seeding import generator
@@ -171,3 +172,58 @@ def test_additive_rule_accumulates_over_epochs():
     for a in (1.2, 0.9, 1.1):
         w = update_weights(w, {"a": a}, "additive", None)
     assert w["a"] == pytest.approx(1.0 + 0.2 - 0.1 + 0.1)
+
+
+def _guarded(ctx, theta, deltas, steps):
+    return estimate_alpha(
+        ctx.model, theta, deltas, ctx.split("dev", ctx.target), ctx.target, init=1.0,
+        steps=steps, lr=0.05, optimizer="adam", batch_size=16, g=generator(0, "a"),
+        where="test", guard=True)
+
+
+def test_guard_rejects_a_merge_worse_than_theta_and_accepts_a_better_one(ctx):
+    theta = trainable_state(ctx.model)
+    g = torch.Generator().manual_seed(0)
+    noise = {n: 3.0 * torch.randn(v.shape, generator=g) for n, v in theta.items()}
+    # 0 α steps: the merge is θ + 1·noise, far worse than θ on any data
+    _, trace = _guarded(ctx, theta, [noise], steps=0)
+    dev = ctx.split("dev", ctx.target)
+    g_ = trace["guard"]
+    assert g_["dev_loss_theta"] == pytest.approx(evaluate(ctx.model, dev, ctx.target,
+                                                          params=theta)["loss"], rel=1e-6)
+    assert g_["dev_loss_fitted"] > g_["dev_loss_theta"] and not g_["accepted"]
+    assert not merge_accepted(trace)
+    # a small step down the gradient of the target's dev loss
+    params = {n: v.clone().requires_grad_(True) for n, v in theta.items()}
+    idx = torch.arange(len(dev))
+    dev_loss(ctx.model, params, [], torch.zeros(0), dev, ctx.target, idx).backward()
+    descent = {n: -0.05 * p.grad for n, p in params.items() if p.grad is not None}
+    _, trace = _guarded(ctx, theta, [descent], steps=0)
+    assert trace["guard"]["dev_loss_fitted"] < trace["guard"]["dev_loss_theta"]
+    assert merge_accepted(trace)
+    assert merge_accepted({"alpha": {}})  # no guard entry: the paper's unconditional merge
+
+
+def test_a_rejected_merge_keeps_theta_and_the_weights(ctx):
+    method = AlphaVIL(ctx)
+    epoch = ctx.params.epochs[0]
+    theta = trainable_state(ctx.model)
+    state = {"weights": {"left": 1.0, "right": 0.5}}
+    g = torch.Generator().manual_seed(0)
+    noise = {n: 3.0 * torch.randn(v.shape, generator=g) for n, v in theta.items()}
+    alphas = {"left": 1.2, "right": 0.1}
+    kept = method.merge(theta, alphas, [("left", noise), ("right", noise)], accepted=False)
+    assert all(torch.equal(kept[n], theta[n]) for n in theta)
+    new = method.next_state(epoch, state, alphas, accepted=False)
+    assert new == {"weights": state["weights"], "alpha": alphas, "merge_rejected": True}
+    moved = method.merge(theta, alphas, [("left", noise), ("right", noise)])
+    assert not all(torch.equal(moved[n], theta[n]) for n in theta)
+    assert method.next_state(epoch, state, alphas)["weights"] != state["weights"]
+
+
+def test_guard_off_writes_no_guard_entry(ctx):
+    theta = trainable_state(ctx.model)
+    _, trace = estimate_alpha(ctx.model, theta, [theta], ctx.split("dev", ctx.target),
+                              ctx.target, init=1.0, steps=1, lr=0.05, optimizer="adam",
+                              batch_size=16, g=generator(0, "a"), where="test")
+    assert "guard" not in trace

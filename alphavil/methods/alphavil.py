@@ -7,7 +7,7 @@ from typing import Callable, Iterable
 
 from ..config import EpochSpec
 from ..core import (DELTA_DTYPES, estimate_alpha, finetune_steps, finetune_task, merge,
-                    update_weights)
+                    merge_accepted, update_weights)
 from ..seeding import generator
 from ..training import PassStats
 from .base import Method, Params
@@ -50,14 +50,21 @@ class AlphaVIL(Method):
             self.ctx.split("dev", self.ctx.target), self.ctx.target,
             init=a["init"], steps=a["steps"], lr=a["lr"], optimizer=a["optimizer"],
             batch_size=a["batch_size"], g=generator(self.ctx.seed, epoch.id, "alpha"),
-            where=f"seed {self.ctx.seed}, epoch {epoch.id}, α estimation")
+            where=f"seed {self.ctx.seed}, epoch {epoch.id}, α estimation",
+            guard=bool(a.get("guard", False)))
         return dict(zip(tasks, alphas)), trace
 
     def merge(self, theta: Params, alphas: dict[str, float],
-              deltas: Iterable[tuple[str, Params]]) -> Params:
+              deltas: Iterable[tuple[str, Params]], accepted: bool = True) -> Params:
+        if not accepted:  # alpha.guard: the merge was worse than θ on the target's dev set
+            return dict(theta)
         return merge(theta, ((alphas[t], d) for t, d in deltas))
 
-    def next_state(self, epoch: EpochSpec, state: dict, alphas: dict[str, float]) -> dict:
+    def next_state(self, epoch: EpochSpec, state: dict, alphas: dict[str, float],
+                   accepted: bool = True) -> dict:
+        if not accepted:
+            # the next epoch retries from the same θ and weights, with fresh samples
+            return {"weights": dict(state["weights"]), "alpha": alphas, "merge_rejected": True}
         av = self.ctx.params.for_epoch(epoch.id)["alphavil"]
         weights = update_weights(state["weights"], alphas, av["weight_rule"],
                                  av.get("weight_floor"))
@@ -67,5 +74,7 @@ class AlphaVIL(Method):
         """The whole epoch in one process (tests, benchmarks); the DVC pipeline runs the
         same three steps as separate stages."""
         deltas = {t: self.finetune(epoch, theta, state, t)[0] for t in self.ctx.tasks}
-        alphas, _ = self.estimate(epoch, theta, deltas)
-        return self.merge(theta, alphas, deltas.items()), self.next_state(epoch, state, alphas)
+        alphas, trace = self.estimate(epoch, theta, deltas)
+        ok = merge_accepted(trace)
+        return (self.merge(theta, alphas, deltas.items(), ok),
+                self.next_state(epoch, state, alphas, ok))
