@@ -120,3 +120,19 @@ def nlu_raw(tmp: Path, encoder: Path, **over) -> dict:
         else:
             raw[k] = v
     return raw
+
+
+def run_training_stages(raw: dict) -> None:
+    """prepare → θ_0 → every αVIL epoch → the baselines, in process, in the current folder
+    (which holds params.yaml); evaluate is left to the caller."""
+    from alphavil import pipeline
+
+    pipeline.prepare("params.yaml")
+    pipeline.train_base(0, "params.yaml")
+    for ep in [e["id"] for e in raw["epochs"]]:
+        for task in raw["tasks"]:
+            pipeline.finetune(0, ep, task, {}, "params.yaml")
+        pipeline.estimate_alpha(0, ep, {}, "params.yaml")
+        pipeline.merge(0, ep, {}, "params.yaml")
+    for method in raw["baselines"]:
+        pipeline.train_method(method, 0, "params.yaml")

@@ -10,7 +10,7 @@ import yaml
 from alphavil import layout, pipeline
 from alphavil.artifacts import file_digest, load_checkpoint
 from alphavil.data import _load_split_file
-from nlu_fixtures import make_tiny_encoder, nlu_raw
+from nlu_fixtures import make_tiny_encoder, nlu_raw, run_training_stages
 
 pytest.importorskip("transformers")
 
@@ -25,15 +25,7 @@ def run(tmp_path_factory):
     mp = pytest.MonkeyPatch()
     mp.chdir(tmp)
     _load_split_file.cache_clear()
-    pipeline.prepare("params.yaml")
-    pipeline.train_base(0, "params.yaml")
-    for ep in ("ep0", "ep1"):
-        for task in raw["tasks"]:
-            pipeline.finetune(0, ep, task, {}, "params.yaml")
-        pipeline.estimate_alpha(0, ep, {}, "params.yaml")
-        pipeline.merge(0, ep, {}, "params.yaml")
-    for method in raw["baselines"]:
-        pipeline.train_method(method, 0, "params.yaml")
+    run_training_stages(raw)
     pipeline.evaluate("params.yaml")
     yield tmp, raw
     mp.undo()

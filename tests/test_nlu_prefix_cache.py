@@ -11,7 +11,7 @@ from alphavil import pipeline
 from alphavil.data import _load_split_file
 from alphavil.nlu import prefix_cache
 from alphavil.nlu.prefix_cache import cached_frozen_prefix
-from nlu_fixtures import make_tiny_encoder, nlu_raw
+from nlu_fixtures import make_tiny_encoder, nlu_raw, run_training_stages
 
 pytest.importorskip("transformers")
 
@@ -128,14 +128,7 @@ def test_evaluate_reports_are_byte_identical_with_and_without_the_cache(tmp_path
     (tmp_path / "params.yaml").write_text(yaml.safe_dump(raw, sort_keys=False))
     monkeypatch.chdir(tmp_path)
     _load_split_file.cache_clear()
-    pipeline.prepare("params.yaml")
-    pipeline.train_base(0, "params.yaml")
-    for ep in ("ep0", "ep1"):
-        for task in raw["tasks"]:
-            pipeline.finetune(0, ep, task, {}, "params.yaml")
-        pipeline.estimate_alpha(0, ep, {}, "params.yaml")
-        pipeline.merge(0, ep, {}, "params.yaml")
-    pipeline.train_method("single_task", 0, "params.yaml")
+    run_training_stages(raw)
 
     hits = []
     real = prefix_cache.PrefixCache.forward
