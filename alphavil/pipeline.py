@@ -253,7 +253,8 @@ def evaluate(params_path: str | Path = "params.yaml") -> None:
                         by_folder[folder] = {
                             "dev": eval_split(ctx.model, dev, ctx.target),
                             "test": eval_split(ctx.model, test, ctx.target),
-                            "weights": state.get("weights"), "alpha": state.get("alpha")}
+                            "weights": state.get("weights"), "alpha": state.get("alpha"),
+                            **({"merge_rejected": True} if state.get("merge_rejected") else {})}
                     scored[method_name, seed, ep_id] = by_folder[folder]
     records = [{"method": m, "seed": seed, "epoch": ep_id, "n": n, **scored[m, seed, ep_id]}
                for m in params.methods for seed in params.seeds for ep_id, n in epochs]

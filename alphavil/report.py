@@ -89,6 +89,11 @@ def summarise(params: Params, records: list[dict], metric: str | None = None) ->
                                      for t in params.tasks}
             entry["final_alpha"] = {t: _mean_std([r["alpha"][t] for r in finals_state])[0]
                                     for t in params.tasks}
+            if params.section("alpha").get("guard", False):
+                refused = [f"s{r['seed']} {r['epoch']}" for seed in params.seeds
+                           for r in by_run[(method, seed)] if r.get("merge_rejected")]
+                entry["merges_rejected"] = len(refused)
+                entry["merges_rejected_at"] = refused
         summary["methods"][method] = entry
         finals[method] = final_test
     if "alphavil" in finals:
@@ -130,6 +135,11 @@ def markdown(summary: dict, params: Params, aw: dict | None = None) -> str:
                   "| task | weight w | last α |", "|---|---|---|"]
         for t in params.tasks:
             lines.append(f"| {t} | {e['final_weight'][t]:.3f} | {e['final_alpha'][t]:.3f} |")
+        if "merges_rejected" in e:
+            merges = summary["seeds"] * summary["epochs"]
+            at = f": {', '.join(e['merges_rejected_at'])}" if e["merges_rejected"] else ""
+            lines += ["", f"`alpha.guard` refused {e['merges_rejected']} of {merges} merges "
+                      f"(θ and the weights carried over){at}."]
     if aw:
         tasks = list(aw)
         lines += ["", "## αVIL per epoch: α / task weight w (mean over seeds)", "",

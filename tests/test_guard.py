@@ -54,3 +54,28 @@ def test_merge_stage_keeps_theta_and_weights_when_the_guard_rejects(workdir):
 
 def test_without_the_guard_the_alpha_file_has_no_guard_entry(workdir):
     assert "guard" not in _epoch0(workdir, guard=False)
+
+
+def test_evaluate_reports_the_refused_merges(workdir):
+    import json
+
+    from alphavil.config import load_params as load
+
+    record = _epoch0(workdir, guard=True)
+    record["guard"]["accepted"] = False
+    write_json(layout.alpha_path(0, "ep0"), record)
+    pipeline.merge(0, "ep0", {})
+    for task in ("left", "right"):
+        pipeline.finetune(0, "ep1", task, {})
+    pipeline.estimate_alpha(0, "ep1", {})
+    pipeline.merge(0, "ep1", {})
+    for method in load("params.yaml").methods[1:]:
+        pipeline.train_method(method, 0)
+    pipeline.evaluate()
+    entry = json.loads((layout.METRICS / "summary.json").read_text())["methods"]["alphavil"]
+    accepted_ep1 = read_json(layout.alpha_path(0, "ep1"))["guard"]["accepted"]
+    expected = ["s0 ep0"] + ([] if accepted_ep1 else ["s0 ep1"])
+    assert entry["merges_rejected"] == len(expected)
+    assert entry["merges_rejected_at"] == expected
+    md = (layout.METRICS / "summary.md").read_text()
+    assert f"`alpha.guard` refused {len(expected)} of 2 merges" in md

@@ -50,7 +50,7 @@ class EncoderTrunk(nn.Module):
         return (hidden * m).sum(1) / m.sum(1).clamp_min(1.0)
 
 
-def _layers(encoder: nn.Module) -> nn.ModuleList:
+def transformer_layers(encoder: nn.Module) -> nn.ModuleList:
     for path in ("encoder.layer", "layer", "transformer.layer", "layers"):
         node = encoder
         try:
@@ -103,7 +103,7 @@ def build_transformer_model(model_params: dict, task_classes: dict[str, int],
         encoder.get_input_embeddings().weight.requires_grad_(False)
     n_top = model_params.get("train_layers")
     if n_top is not None:
-        layers = _layers(encoder)
+        layers = transformer_layers(encoder)
         if n_top > len(layers):
             raise SourceError(f"model.train_layers: {n_top} > the encoder's {len(layers)} layers")
         trainable = {id(p) for layer in list(layers)[len(layers) - n_top:]

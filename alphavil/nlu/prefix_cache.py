@@ -6,7 +6,8 @@ seed-initialised) weights in every checkpoint, since checkpoints store only what
 their output on a batch is the same each time. This cache computes that output once per
 batch and, when the batch comes back, replaces the frozen modules by stubs that return it:
 the encoder's own forward still runs (its mask handling, the trainable layers, pooling),
-so the result is the same tensor, bit for bit, as without the cache (tests/test_nlu_prefix_cache.py).
+so the result is the same tensor, bit for bit, as without the cache
+(tests/test_nlu_prefix_cache.py).
 
 Used only where the model is in eval mode (no dropout) and the frozen weights do not move;
 it notices an in-place change to them or a swapped parameter and starts over.
@@ -27,14 +28,14 @@ LIMIT_BYTES = 2 * 1024**3
 
 def frozen_prefix(encoder: nn.Module) -> tuple[nn.Module, list[nn.Module]] | None:
     """The embeddings and the leading layers whose every weight is frozen, or None."""
-    from .model import _layers
+    from .model import transformer_layers
     from .sources import SourceError
 
     embeddings = getattr(encoder, "embeddings", None)
     if not isinstance(embeddings, nn.Module):
         return None
     try:
-        layers = _layers(encoder)
+        layers = transformer_layers(encoder)
     except SourceError:
         return None
     if any(p.requires_grad for p in embeddings.parameters()):
