@@ -137,9 +137,10 @@ def markdown(summary: dict, params: Params, aw: dict | None = None) -> str:
             lines.append(f"| {t} | {e['final_weight'][t]:.3f} | {e['final_alpha'][t]:.3f} |")
         if "merges_rejected" in e:
             merges = summary["seeds"] * summary["epochs"]
-            at = f": {', '.join(e['merges_rejected_at'])}" if e["merges_rejected"] else ""
-            lines += ["", f"`alpha.guard` refused {e['merges_rejected']} of {merges} merges "
-                      f"(θ and the weights carried over){at}."]
+            at = (f" (θ and the weights carried over): {', '.join(e['merges_rejected_at'])}"
+                  if e["merges_rejected"] else "")
+            lines += ["", f"`alpha.guard` refused {e['merges_rejected']} of {merges} "
+                      f"merges{at}."]
     if aw:
         tasks = list(aw)
         lines += ["", "## αVIL per epoch: α / task weight w (mean over seeds)", "",
