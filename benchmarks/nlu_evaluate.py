@@ -42,14 +42,14 @@ def _batches(vocab: int, n: int, batch: int, length: int) -> list[dict]:
 
 def _score(model, batches, checkpoints: int, trainable) -> tuple[float, list[torch.Tensor]]:
     logits = []
-    start = [p.detach().clone() for _, p in trainable]
+    start = [p.detach().clone() for p in trainable]
     t0 = time.perf_counter()
     with torch.no_grad():
         for k in range(checkpoints):
-            for (_, p), p0 in zip(trainable, start):  # a new "checkpoint": only the top differs
+            for p, p0 in zip(trainable, start):  # a new "checkpoint": only the top differs
                 p.copy_(p0 + 1e-3 * k)
             logits += [model(b, "t") for b in batches]
-        for (_, p), p0 in zip(trainable, start):
+        for p, p0 in zip(trainable, start):
             p.copy_(p0)
     return time.perf_counter() - t0, logits
 
@@ -66,7 +66,7 @@ def main(argv=None) -> None:
     configure_threads()
     model, vocab = _model()
     batches = _batches(vocab, args.examples, 512, 48)
-    trainable = [(n, p) for n, p in model.named_parameters() if p.requires_grad]
+    trainable = [p for p in model.parameters() if p.requires_grad]
     times: dict[str, list[float]] = {"plain": [], "cached": []}
     same = True
     for _ in range(args.repeats):
@@ -76,13 +76,13 @@ def main(argv=None) -> None:
             t, cached = _score(model, batches, args.checkpoints, trainable)
         times["cached"].append(t)
         same &= all(torch.equal(a, b) for a, b in zip(plain, cached))
-    p, c = statistics.median(times["plain"]), statistics.median(times["cached"])
+    plain_s, cached_s = statistics.median(times["plain"]), statistics.median(times["cached"])
     print(f"| {args.checkpoints} checkpoints × {args.examples} examples | time (s), median "
           f"of {args.repeats} |")
     print("|---|---|")
-    print(f"| without the cache | {p:.1f} |")
-    print(f"| with the cache (first checkpoint fills it) | {c:.1f} |")
-    print(f"| ratio | {p / c:.2f}× faster; logits identical: {same} |")
+    print(f"| without the cache | {plain_s:.1f} |")
+    print(f"| with the cache (first checkpoint fills it) | {cached_s:.1f} |")
+    print(f"| ratio | {plain_s / cached_s:.2f}× faster; logits identical: {same} |")
 
 
 if __name__ == "__main__":
