@@ -31,6 +31,16 @@ def tiny_raw(**sections) -> dict:
     return raw
 
 
+def fit_first_epoch_alpha(seed: int = 0) -> None:
+    """In the current workdir: θ_0, each task's ep0 fine-tune, then ep0's α (no merge)."""
+    from alphavil import pipeline
+
+    pipeline.train_base(seed)
+    for task in ("left", "right"):
+        pipeline.finetune(seed, "ep0", task, {})
+    pipeline.estimate_alpha(seed, "ep0", {})
+
+
 @pytest.fixture
 def tiny():
     return tiny_raw

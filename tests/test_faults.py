@@ -15,7 +15,7 @@ from safetensors.torch import save_file
 from alphavil import layout, pipeline
 from alphavil.artifacts import ArtifactError, load_tensors, save_delta
 from alphavil.config import ParamsError, load_params, validate
-from conftest import ROOT, tiny_raw
+from conftest import ROOT, fit_first_epoch_alpha, tiny_raw
 
 # --- params.yaml: kinds of mistakes test_config.py does not cover ----------------------
 
@@ -121,10 +121,7 @@ def _epoch0_template(tmp_path_factory):
         mp.chdir(root)
         _load_split_file.cache_clear()
         pipeline.prepare("params.yaml")
-        pipeline.train_base(0)
-        for task in ("left", "right"):
-            pipeline.finetune(0, "ep0", task, {})
-        pipeline.estimate_alpha(0, "ep0", {})
+        fit_first_epoch_alpha()
     _load_split_file.cache_clear()
     return root
 
@@ -250,10 +247,7 @@ def test_checkpoint_of_another_model_is_refused(epoch0, monkeypatch):
 @pytest.mark.parametrize("dtype", ["bfloat16", "float64"])
 def test_narrow_and_wide_deltas_merge(workdir, dtype):
     workdir(alphavil={"delta_dtype": dtype})
-    pipeline.train_base(0)
-    for task in ("left", "right"):
-        pipeline.finetune(0, "ep0", task, {})
-    pipeline.estimate_alpha(0, "ep0", {})
+    fit_first_epoch_alpha()
     pipeline.merge(0, "ep0", {})
     delta, _ = load_tensors(layout.delta_path(0, "ep0", "left"))
     assert {t.dtype for t in delta.values()} == {getattr(torch, dtype)}

@@ -9,14 +9,12 @@ from alphavil.config import load_params
 from alphavil.context import RunContext
 from alphavil.core import merge
 from alphavil.training import evaluate
+from conftest import fit_first_epoch_alpha
 
 
 def _epoch0(workdir, guard):
     workdir(alpha={"guard": guard})
-    pipeline.train_base(0)
-    for task in ("left", "right"):
-        pipeline.finetune(0, "ep0", task, {})
-    pipeline.estimate_alpha(0, "ep0", {})
+    fit_first_epoch_alpha()
     return read_json(layout.alpha_path(0, "ep0"))
 
 
