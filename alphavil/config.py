@@ -341,7 +341,15 @@ def validate(raw: Any, source: str = "params.yaml") -> Params:
     c.number("alphavil.sample_ratio", low=0.0, high=1.0, low_open=True)
     from .core import WEIGHT_RULES
     c.choice("alphavil.weight_rule", WEIGHT_RULES)
-    c.number("alphavil.weight_floor", default=None)
+    from .core import WEIGHT_MODES
+    mode = c.choice("alphavil.weight_mode", WEIGHT_MODES, default="step")
+    floor = c.number("alphavil.weight_floor", default=None)
+    if mode == "step" and c.get("alphavil.weight_floor", None) is None:
+        c.fail("alphavil.weight_floor", "a number >= 0 with weight_mode 'step' (a negative "
+               "weight would be a negative step size, i.e. gradient ascent)", None)
+    elif mode == "step" and floor is not None and floor < 0:
+        c.fail("alphavil.weight_floor", "a number >= 0 with weight_mode 'step' (a negative "
+               "weight would be a negative step size, i.e. gradient ascent)", floor)
     c.choice("alphavil.delta_dtype", {"float64", "float32", "bfloat16"}, default="float32")
 
     c.number("alpha.init", default=1.0)

@@ -46,21 +46,46 @@ def finetune_steps(n_examples: int, *, weight: float, ratio: float, batch_size: 
     return math.ceil(sample_size(n_examples, ratio) / batch_size)
 
 
+# How a task weight w_k acts on its fine-tune (`alphavil.weight_mode`, docs/algorithm.md).
+# "loss" is the paper's literal w_k·L_k. Adam and AdamW divide the gradient by its own
+# running RMS, so a constant factor on the loss cancels (only w = 0 and the sign act);
+# "step" scales the step size instead, lr_k = w_k·lr, which is the same thing as "loss"
+# under plain SGD (also with momentum: the update is linear in the gradient) and keeps
+# w_k acting under Adam and AdamW.
+WEIGHT_MODES = ("step", "loss")
+
+
+def weight_scaling(weight: float, lr: float, mode: str) -> tuple[float, float]:
+    """(learning rate, loss factor) of a fine-tune with task weight `weight`."""
+    if mode == "step":
+        if weight < 0:
+            raise ValueError(f"task weight {weight} < 0 with alphavil.weight_mode 'step': a "
+                             "negative step size is gradient ascent; keep "
+                             "alphavil.weight_floor >= 0")
+        return weight * lr, 1.0
+    if mode == "loss":
+        return lr, weight
+    raise ValueError(f"alphavil.weight_mode: expected one of {list(WEIGHT_MODES)}, got {mode!r}")
+
+
 def finetune_task(model: nn.Module, theta: Params, split: TaskSplit, task: str, *,
                   weight: float, ratio: float, batch_size: int, optimizer: str, lr: float,
                   g: torch.Generator, where: str, delta_dtype: torch.dtype = torch.float32,
+                  weight_mode: str = "step",
                   on_step: Callable[[int, float], None] | None = None) -> tuple[Params, PassStats]:
-    """Start from θ, train one pass over a ρ-subset of the task's data with loss w_k·L_k,
-    return δ_k = θ_k − θ over the parameters the task touches (δ_k = 0 untrained when
+    """Start from θ, train one pass over a ρ-subset of the task's data with task weight w_k
+    acting as `weight_mode` says (step size w_k·lr, or loss w_k·L_k), and return
+    δ_k = θ_k − θ over the parameters the task touches (δ_k = 0 untrained when
     finetune_steps says 0)."""
+    step_lr, loss_factor = weight_scaling(weight, lr, weight_mode)
     load_trainable(model, theta)
     names = task_parameter_names(model, task)
     if finetune_steps(len(split), weight=weight, ratio=ratio, batch_size=batch_size) == 0:
         return compute_delta(theta, theta, names, delta_dtype), PassStats()
     own = dict(model.named_parameters())
-    opt = make_optimizer(optimizer, [own[n] for n in names], lr)
+    opt = make_optimizer(optimizer, [own[n] for n in names], step_lr)
     idx = sample_indices(len(split), ratio, g)
-    stats = train_pass(model, task_batches(task, split, idx, batch_size, weight), opt,
+    stats = train_pass(model, task_batches(task, split, idx, batch_size, loss_factor), opt,
                        where=where, on_step=on_step)
     after = trainable_state(model)
     return compute_delta(theta, after, names, delta_dtype), stats
@@ -165,10 +190,17 @@ WEIGHT_RULES: dict[str, Callable[[float, float], float]] = {
 }
 
 
-def update_weights(weights: dict[str, float], alphas: dict[str, float], rule: str,
+def update_weights(weights: dict[str, float], alphas: dict[str, float | None], rule: str,
                    floor: float | None) -> dict[str, float]:
+    """The next epoch's task weights. A task whose α is None (not estimated: it took no
+    step this epoch) keeps its weight: no rule or floor acts on a number it did not earn."""
     fn = WEIGHT_RULES[rule]
-    new = {t: fn(weights[t], alphas[t]) for t in weights}
-    if floor is not None:
-        new = {t: max(floor, w) for t, w in new.items()}
+    new = {}
+    for t, w in weights.items():
+        a = alphas.get(t)
+        if a is None:
+            new[t] = w
+            continue
+        w = fn(w, a)
+        new[t] = w if floor is None else max(floor, w)
     return new

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import shutil
 from pathlib import Path
 
@@ -122,6 +123,7 @@ def finetune(seed: int, epoch_id: str, task: str, cli_overrides: dict,
     if task not in params.tasks:
         raise ParamsError(f"--task {task!r} is not in params.yaml tasks {list(params.tasks)}")
     method = AlphaVIL(ctx)
+    check_weights(state, params, layout.checkpoint_dir("alphavil", seed, epoch.prev))
     steps = method.finetune_steps(epoch, state, task)
     if steps == 0:
         say(f"fine-tune s{seed} {epoch_id} {task}: task weight is 0, so δ = 0 without training")
@@ -130,6 +132,23 @@ def finetune(seed: int, epoch_id: str, task: str, cli_overrides: dict,
         delta, stats = method.finetune(epoch, theta, state, task, on_step=on_step)
     save_delta(layout.delta_path(seed, epoch_id, task), delta, task=task, epoch=epoch_id,
                base_digest=digest, examples=stats.examples)
+
+
+def check_weights(state: dict, params: Params, folder: Path) -> None:
+    """The task weights a fine-tune starts from, as the previous merge wrote them."""
+    weights = state.get("weights")
+    where = folder / "state.json"
+    if not isinstance(weights, dict) or set(weights) != set(params.tasks):
+        raise ArtifactError(f"{where}: expected task weights for {sorted(params.tasks)}, got "
+                            f"{weights!r}; re-run the stage that wrote it")
+    mode = params.section("alphavil").get("weight_mode", "step")
+    for t, w in weights.items():
+        if isinstance(w, bool) or not isinstance(w, (int, float)) or not math.isfinite(w):
+            raise ArtifactError(f"{where}: weight of task {t!r} is {w!r}; expected a finite number")
+        if mode == "step" and w < 0:
+            raise ArtifactError(f"{where}: weight of task {t!r} is {w} < 0, which "
+                                "alphavil.weight_mode 'step' cannot use as a step size "
+                                "(alphavil.weight_floor must be >= 0 in that mode)")
 
 
 def _delta_paths(params: Params, seed: int, epoch_id: str) -> dict[str, Path]:
@@ -142,13 +161,14 @@ def _delta_paths(params: Params, seed: int, epoch_id: str) -> dict[str, Path]:
 
 def estimate_alpha(seed: int, epoch_id: str, cli_overrides: dict,
                    params_path: str | Path = "params.yaml") -> None:
-    params, epoch, ctx, theta, _, digest = _epoch_stage(seed, epoch_id, cli_overrides,
-                                                        params_path)
+    params, epoch, ctx, theta, state, digest = _epoch_stage(seed, epoch_id, cli_overrides,
+                                                            params_path)
     deltas = {t: load_delta(p, theta, digest, task=t, epoch=epoch_id)[0]
               for t, p in _delta_paths(params, seed, epoch_id).items()}
-    alphas, trace = AlphaVIL(ctx).estimate(epoch, theta, deltas)
+    alphas, trace = AlphaVIL(ctx).estimate(epoch, theta, deltas, state)
     say(f"estimate_alpha s{seed} {epoch_id}: α = "
-        + ", ".join(f"{t} {a:.3f}" for t, a in alphas.items())
+        + ", ".join(f"{t} {a:.3f}" if a is not None else f"{t} not estimated (weight 0)"
+                    for t, a in alphas.items())
         + f"; target dev loss at α = init {trace['dev_loss_at_init']:.4f}"
         + (f"; guard: {trace['guard']['dev_loss_fitted']:.4f} at α vs "
            f"{trace['guard']['dev_loss_theta']:.4f} of θ, merge "
@@ -171,6 +191,11 @@ def merge(seed: int, epoch_id: str, cli_overrides: dict,
         raise ArtifactError(f"{layout.alpha_path(seed, epoch_id)}: α for tasks {sorted(alphas)},"
                             f" params.yaml has {sorted(params.tasks)}")
     for t, a in alphas.items():
+        if a is None:  # not estimated: the task took no step this epoch
+            continue
+        if isinstance(a, bool) or not isinstance(a, (int, float)):
+            raise ArtifactError(f"{layout.alpha_path(seed, epoch_id)}: α of task {t!r} is "
+                                f"{a!r}; expected a number or null")
         check_finite(a, f"seed {seed}, epoch {epoch_id}: α of task {t!r} "
                         f"in {layout.alpha_path(seed, epoch_id)}")
     method = AlphaVIL(ctx)
@@ -183,7 +208,8 @@ def merge(seed: int, epoch_id: str, cli_overrides: dict,
             "θ and the task weights carry over")
     merged = method.merge(theta, alphas, ((t, load_delta(p, theta, digest, task=t,
                                                          epoch=epoch_id)[0])
-                                          for t, p in paths.items()), accepted)
+                                          for t, p in paths.items()
+                                          if alphas[t] is not None), accepted)
     for name, value in merged.items():
         if not torch.isfinite(value).all():
             raise FloatingPointError(f"seed {seed}, epoch {epoch_id}: merged parameter "

@@ -111,7 +111,7 @@ def epoch_and_loop(work: Path, repeats: int) -> dict:
             t0 = time.perf_counter()
             deltas = {t: av.finetune(epoch, theta, state, t)[0] for t in ctx.tasks}
             t1 = time.perf_counter()
-            alphas, _ = av.estimate(epoch, theta, deltas)
+            alphas, _ = av.estimate(epoch, theta, deltas, state)
             t2 = time.perf_counter()
             av.merge(theta, alphas, deltas.items())
             parts["finetunes"].append(t1 - t0)
@@ -131,7 +131,8 @@ def epoch_and_loop(work: Path, repeats: int) -> dict:
             light = copy.deepcopy(params.raw)
             light["alpha"].update(budget)
             ctx.params = validate(light)
-            light_alpha.append(_median_time(lambda: av.estimate(epoch, theta, deltas), repeats))
+            light_alpha.append(_median_time(lambda: av.estimate(epoch, theta, deltas, state),
+                                                repeats))
         ctx.params = params
         examples = sum(len(ctx.split("train", t)) for t in ctx.tasks) * \
             params.section("alphavil")["sample_ratio"]
@@ -355,7 +356,7 @@ theta, _, digest = pipeline._load_prev(ctx, "alphavil", epoch.prev)
 deltas = {t: load_delta(layout.delta_path(0, epoch.id, t), theta, digest)[0] for t in ctx.tasks}
 ctx.split("dev", ctx.target)
 with PeakTensorBytes() as mem:
-    AlphaVIL(ctx).estimate(epoch, theta, deltas)
+    AlphaVIL(ctx).estimate(epoch, theta, deltas, AlphaVIL(ctx).initial_state())
 model = sum(v.numel() * v.element_size() for v in theta.values())
 delta_bytes = sum(v.numel() * v.element_size() for d in deltas.values() for v in d.values())
 print(json.dumps({"peak": mem.peak, "model_bytes": model, "delta_bytes": delta_bytes,

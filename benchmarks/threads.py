@@ -30,7 +30,7 @@ p = load_params("params.yaml"); ctx = RunContext.build(p, 0); ep = p.epochs[0]
 theta = trainable_state(ctx.model); av = AlphaVIL(ctx); uni = UniformMTL(ctx)
 st = av.initial_state()
 t0 = time.perf_counter(); d = {t: av.finetune(ep, theta, st, t)[0] for t in ctx.tasks}
-t1 = time.perf_counter(); av.estimate(ep, theta, d)
+t1 = time.perf_counter(); av.estimate(ep, theta, d, st)
 t2 = time.perf_counter(); uni.run_epoch(ep, theta, uni.initial_state())
 t3 = time.perf_counter()
 print(json.dumps({"threads": threads, "finetunes": t1 - t0, "alpha": t2 - t1, "uniform": t3 - t2}))

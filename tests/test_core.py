@@ -5,9 +5,9 @@ from alphavil.config import load_params
 from alphavil.context import RunContext
 from alphavil.core import (combine, compute_delta, dev_loss, estimate_alpha, finetune_steps,
                            finetune_task, merge, merge_accepted, task_parameter_names,
-                           update_weights)
+                           update_weights, weight_scaling)
 from alphavil.methods.alphavil import AlphaVIL
-from alphavil.models import trainable_state
+from alphavil.models import build_model, trainable_state
 from alphavil.seeding import generator
 from alphavil.training import evaluate, make_optimizer, sample_indices, task_batches, train_pass
 
@@ -149,7 +149,7 @@ def test_alpha_estimation_lowers_target_dev_loss(ctx):
     theta = trainable_state(ctx.model)
     state = method.initial_state()
     deltas = {t: method.finetune(epoch, theta, state, t)[0] for t in ctx.tasks}
-    alphas, trace = method.estimate(epoch, theta, deltas)
+    alphas, trace = method.estimate(epoch, theta, deltas, state)
     assert set(alphas) == set(ctx.tasks)
     assert len(trace["step_losses"]) == ctx.params.section("alpha")["steps"]
     params = combine(theta, list(deltas.values()), torch.tensor([alphas[t] for t in deltas]))
@@ -227,3 +227,90 @@ def test_guard_off_writes_no_guard_entry(ctx):
                               ctx.target, init=1.0, steps=1, lr=0.05, optimizer="adam",
                               batch_size=16, g=generator(0, "a"), where="test")
     assert "guard" not in trace
+
+
+# --- alphavil.weight_mode: a task weight must act under every optimizer ---------------
+
+def _delta_at(ctx, weight, optimizer, mode, lr):
+    """δ of the same fine-tune (same θ_0, same batches) at task weight `weight`."""
+    theta = trainable_state(build_model(ctx.params.section("model"), {"left": 10, "right": 10},
+                                        ctx.meta, seed=0))
+    delta, _ = finetune_task(ctx.model, theta, ctx.split("train", "left"), "left",
+                             weight=weight, ratio=1.0, batch_size=16, optimizer=optimizer,
+                             lr=lr, g=generator(0, "w", "left"), where="test",
+                             delta_dtype=torch.float64, weight_mode=mode)
+    return delta
+
+
+def _norm(delta):
+    return float(torch.sqrt(sum((d.double() ** 2).sum() for d in delta.values())))
+
+
+LRS = {"sgd": 0.02, "adam": 1e-3, "adamw": 1e-3}
+
+
+@pytest.mark.parametrize("optimizer", ["sgd", "adam", "adamw"])
+def test_step_mode_weight_changes_the_delta_under_every_optimizer(ctx, optimizer):
+    full = _delta_at(ctx, 1.0, optimizer, "step", LRS[optimizer])
+    half = _delta_at(ctx, 0.5, optimizer, "step", LRS[optimizer])
+    ratio = _norm(half) / _norm(full)
+    # half the step size moves θ clearly less far (not exactly half: the path differs)
+    assert 0.3 < ratio < 0.8, ratio
+
+
+@pytest.mark.parametrize("optimizer", ["adam", "adamw"])
+def test_loss_mode_weight_is_inert_under_adam(ctx, optimizer):
+    # why step mode exists: Adam divides a constant loss factor out again (up to ε)
+    full = _delta_at(ctx, 1.0, optimizer, "loss", LRS[optimizer])
+    half = _delta_at(ctx, 0.5, optimizer, "loss", LRS[optimizer])
+    assert _norm(half) / _norm(full) == pytest.approx(1.0, abs=0.02)
+
+
+def test_step_and_loss_mode_agree_under_sgd(ctx):
+    # SGD (with or without momentum) is linear in the gradient: lr·(w·g) = (w·lr)·g
+    step = _delta_at(ctx, 0.3, "sgd", "step", LRS["sgd"])
+    loss = _delta_at(ctx, 0.3, "sgd", "loss", LRS["sgd"])
+    assert _norm(step) > 0
+    for n in step:
+        torch.testing.assert_close(step[n], loss[n], rtol=1e-4, atol=1e-7)
+
+
+def test_step_mode_refuses_a_negative_weight():
+    assert weight_scaling(0.5, 0.01, "step") == (0.005, 1.0)
+    assert weight_scaling(0.5, 0.01, "loss") == (0.01, 0.5)
+    with pytest.raises(ValueError, match="negative step size"):
+        weight_scaling(-0.1, 0.01, "step")
+    assert weight_scaling(-0.1, 0.01, "loss") == (0.01, -0.1)  # the paper's literal rule
+
+
+# --- switched-off tasks: a task that took no step keeps its weight --------------------
+
+@pytest.mark.parametrize("rule, init", [("alpha", 1.0), ("additive", 0.7), ("alpha", 1.3)])
+def test_a_switched_off_task_stays_off_and_its_alpha_is_not_estimated(workdir, rule, init):
+    workdir(alphavil={"weight_rule": rule}, alpha={"init": init})
+    ctx = RunContext.build(load_params("params.yaml"), seed=0)
+    method = AlphaVIL(ctx)
+    theta = trainable_state(ctx.model)
+    state = {"weights": {"left": 1.0, "right": 0.0}}
+    for epoch in ctx.params.epochs:
+        theta, state = method.run_epoch(epoch, theta, state)
+        assert state["alpha"]["right"] is None  # not init, not a number
+        assert state["weights"]["right"] == 0.0
+        assert isinstance(state["alpha"]["left"], float)
+    assert state["weights"]["left"] != 1.0  # the active task's weight did move
+
+
+def test_with_every_task_switched_off_theta_and_weights_stay(ctx):
+    method = AlphaVIL(ctx)
+    epoch = ctx.params.epochs[0]
+    theta = trainable_state(ctx.model)
+    state = {"weights": {"left": 0.0, "right": 0.0}}
+    merged, new = method.run_epoch(epoch, theta, state)
+    assert all(torch.equal(merged[n], theta[n]) for n in theta)
+    assert new["weights"] == state["weights"]
+    assert new["alpha"] == {"left": None, "right": None}
+
+
+def test_update_weights_keeps_the_weight_of_a_task_without_alpha():
+    new = update_weights({"a": 0.0, "b": 0.4}, {"a": None, "b": 1.5}, "alpha", 0.1)
+    assert new == {"a": 0.0, "b": 1.5}  # the floor does not act on an unestimated task

@@ -39,26 +39,35 @@ class AlphaVIL(Method):
             lr=p["train"]["lr"], g=generator(self.ctx.seed, epoch.id, task, "sample"),
             where=f"seed {self.ctx.seed}, epoch {epoch.id}, fine-tune of task {task!r}",
             delta_dtype=DELTA_DTYPES[p["alphavil"].get("delta_dtype", "float32")],
-            on_step=on_step)
+            weight_mode=p["alphavil"].get("weight_mode", "step"), on_step=on_step)
 
-    def estimate(self, epoch: EpochSpec, theta: Params,
-                 deltas: dict[str, Params]) -> tuple[dict[str, float], dict]:
+    def active_tasks(self, epoch: EpochSpec, state: dict) -> list[str]:
+        """The tasks whose fine-tune trains this epoch. A task at weight 0 took no step, so
+        its δ is 0 and says nothing about it: its α is not estimated (recorded as null)
+        and its weight stays where it is, whatever the weight rule or alpha.init."""
+        return [t for t in self.ctx.tasks if self.finetune_steps(epoch, state, t) > 0]
+
+    def estimate(self, epoch: EpochSpec, theta: Params, deltas: dict[str, Params],
+                 state: dict) -> tuple[dict[str, float | None], dict]:
         a = self.ctx.params.for_epoch(epoch.id)["alpha"]
-        tasks = list(deltas)
+        tasks = [t for t in self.active_tasks(epoch, state) if t in deltas]
         alphas, trace = estimate_alpha(
             self.ctx.model, theta, [deltas[t] for t in tasks],
             self.ctx.split("dev", self.ctx.target), self.ctx.target,
-            init=a["init"], steps=a["steps"], lr=a["lr"], optimizer=a["optimizer"],
+            init=a["init"], steps=a["steps"] if tasks else 0, lr=a["lr"],
+            optimizer=a["optimizer"],
             batch_size=a["batch_size"], g=generator(self.ctx.seed, epoch.id, "alpha"),
             where=f"seed {self.ctx.seed}, epoch {epoch.id}, α estimation",
             guard=bool(a.get("guard", False)))
-        return dict(zip(tasks, alphas)), trace
+        fitted = dict(zip(tasks, alphas))
+        return {t: fitted.get(t) for t in deltas}, trace
 
-    def merge(self, theta: Params, alphas: dict[str, float],
+    def merge(self, theta: Params, alphas: dict[str, float | None],
               deltas: Iterable[tuple[str, Params]], accepted: bool = True) -> Params:
         if not accepted:  # alpha.guard: the merge was worse than θ on the target's dev set
             return dict(theta)
-        return merge(theta, ((alphas[t], d) for t, d in deltas))
+        # a task whose α was not estimated took no step: its δ is 0 and adds nothing
+        return merge(theta, ((alphas[t], d) for t, d in deltas if alphas[t] is not None))
 
     def next_state(self, epoch: EpochSpec, state: dict, alphas: dict[str, float],
                    accepted: bool = True) -> dict:
@@ -74,7 +83,7 @@ class AlphaVIL(Method):
         """The whole epoch in one process (tests, benchmarks); the DVC pipeline runs the
         same three steps as separate stages."""
         deltas = {t: self.finetune(epoch, theta, state, t)[0] for t in self.ctx.tasks}
-        alphas, trace = self.estimate(epoch, theta, deltas)
+        alphas, trace = self.estimate(epoch, theta, deltas, state)
         ok = merge_accepted(trace)
         return (self.merge(theta, alphas, deltas.items(), ok),
                 self.next_state(epoch, state, alphas, ok))
