@@ -45,6 +45,28 @@ def test_run_writes_every_artifact_and_glue_style_metrics(run):
     assert "entail" in (tmp / "metrics/summary.md").read_text()
 
 
+def test_each_reported_score_is_that_of_its_checkpoint(run):
+    """Scored independently: each method's final checkpoint loaded into the model and
+    evaluated on the target's test split (a report that scored one checkpoint for all,
+    or the wrong epoch, fails)."""
+    from alphavil.config import load_params
+    from alphavil.context import RunContext
+    from alphavil.models import load_trainable
+    from alphavil.training import evaluate
+
+    tmp, raw = run
+    params = load_params(tmp / "params.yaml")
+    ctx = RunContext.build(params, 0)
+    test = ctx.split("test", ctx.target)
+    records = json.loads((tmp / "metrics/per_epoch.json").read_text())["records"]
+    last = raw["epochs"][-1]["id"]
+    for method in params.methods:
+        theta, _ = load_checkpoint(tmp / layout.checkpoint_dir(method, 0, last))
+        load_trainable(ctx.model, theta)
+        record = next(r for r in records if r["method"] == method and r["epoch"] == last)
+        assert record["test"] == pytest.approx(evaluate(ctx.model, test, ctx.target)), method
+
+
 def test_frozen_word_embeddings_are_not_stored(run):
     tmp, _ = run
     theta, _ = load_checkpoint(tmp / layout.base_dir(0))
