@@ -67,6 +67,26 @@ def test_each_reported_score_is_that_of_its_checkpoint(run):
         assert record["test"] == pytest.approx(evaluate(ctx.model, test, ctx.target)), method
 
 
+def test_evaluate_refuses_a_checkpoint_of_another_method(run):
+    import shutil
+
+    from alphavil.artifacts import ArtifactError
+
+    tmp, _ = run
+    target = tmp / layout.checkpoint_dir("single_task", 0, "ep1")
+    backup = tmp / "single_task-ep1"
+    shutil.copytree(target, backup)
+    try:
+        shutil.rmtree(target)
+        shutil.copytree(tmp / layout.checkpoint_dir("uniform", 0, "ep1"), target)
+        with pytest.raises(ArtifactError, match=r"single_task/s0/ep1/state\.json: is the "
+                                                r"checkpoint of method 'uniform'"):
+            pipeline.evaluate("params.yaml")
+    finally:
+        shutil.rmtree(target)
+        shutil.move(backup, target)
+
+
 def test_frozen_word_embeddings_are_not_stored(run):
     tmp, _ = run
     theta, _ = load_checkpoint(tmp / layout.base_dir(0))
