@@ -248,6 +248,18 @@ def train_method(method_name: str, seed: int, params_path: str | Path = "params.
 
 # --- evaluate -------------------------------------------------------------------------
 
+def _check_reported_state(state: dict, params: Params, folder: Path, epoch_id: str) -> None:
+    """What the report reads from an αVIL checkpoint's state: w (and α) per task and
+    whether the guard refused the merge."""
+    check_weights(state, params, folder)
+    if epoch_id != "base":
+        check_task_values(folder / "state.json", "alpha", state.get("alpha"),
+                          list(params.tasks), nullable=True)
+    if not isinstance(state.get("merge_rejected", False), bool):
+        raise field_error(folder / "state.json", "merge_rejected", "true or false",
+                          state["merge_rejected"])
+
+
 def evaluate(params_path: str | Path = "params.yaml") -> None:
     from .nlu.prefix_cache import cached_frozen_prefix
     from .report import write_reports
@@ -280,12 +292,8 @@ def evaluate(params_path: str | Path = "params.yaml") -> None:
                             method="base" if ep_id == "base" else method_name)
                         check_compatible(str(folder), theta, trainable_state(ctx.model),
                                          subset=False)
-                        if method_name == "alphavil":  # the report reads both per task
-                            check_weights(state, params, folder)
-                            if ep_id != "base":
-                                check_task_values(folder / "state.json", "alpha",
-                                                  state.get("alpha"), list(params.tasks),
-                                                  nullable=True)
+                        if method_name == "alphavil":
+                            _check_reported_state(state, params, folder, ep_id)
                         load_trainable(ctx.model, theta)
                         by_folder[folder] = {
                             "dev": eval_split(ctx.model, dev, ctx.target),

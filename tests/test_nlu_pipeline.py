@@ -87,6 +87,23 @@ def test_evaluate_refuses_a_checkpoint_of_another_method(run):
         shutil.move(backup, target)
 
 
+def test_evaluate_refuses_an_alphavil_state_the_report_cannot_read(run):
+    from alphavil.artifacts import ArtifactError
+
+    tmp, _ = run
+    path = tmp / layout.checkpoint_dir("alphavil", 0, "ep1") / "state.json"
+    text = path.read_text()
+    try:
+        state = json.loads(text)
+        state["alpha"]["nli"] = "high"
+        path.write_text(json.dumps(state))
+        with pytest.raises(ArtifactError, match=r"ep1/state\.json: alpha\.nli: expected a "
+                                                r"number or null, got 'high'"):
+            pipeline.evaluate("params.yaml")
+    finally:
+        path.write_text(text)
+
+
 def test_frozen_word_embeddings_are_not_stored(run):
     tmp, _ = run
     theta, _ = load_checkpoint(tmp / layout.base_dir(0))
