@@ -101,8 +101,13 @@ def field_error(path: str | Path, key: str, expected: str, got: object) -> Artif
 
 
 def is_number(value: object) -> bool:
-    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(
-        value)
+    """A finite JSON number (not a bool; not an integer too large for a float)."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return False
+    try:
+        return math.isfinite(value)
+    except OverflowError:
+        return False
 
 
 def check_task_values(path: str | Path, key: str, values: object, tasks: list[str], *,
