@@ -8,7 +8,7 @@ from alphavil import pipeline
 from alphavil.config import ParamsError, load_params, validate
 from alphavil.context import RunContext
 from alphavil.methods import METHODS, get_method
-from alphavil.methods.diw import kmm_weights, largest_eigenvalue, normalise
+from alphavil.methods.diw import kmm_weights, largest_eigenvalue, project
 from alphavil.models import load_trainable, trainable_state
 
 
@@ -84,9 +84,9 @@ def test_diw_reweights_the_auxiliary_task_and_trains_with_the_weights(workdir):
 
 
 @pytest.mark.parametrize("bound", [1.34, 1.5, 3.0, 10.0])
-def test_normalise_gives_mean_one_within_bounds(bound):
+def test_projection_gives_mean_one_within_bounds(bound):
     beta = torch.tensor([0.0, 0.1, 5.0, 40.0, 2.0, 0.3, 0.0, 7.0], dtype=torch.float64)
-    out = normalise(beta, bound)
+    out = project(beta, bound)
     assert float(out.mean()) == pytest.approx(1.0, abs=1e-9)
     assert float(out.min()) >= 0.0 and float(out.max()) <= bound + 1e-12
     # order is kept: a larger raw weight never ends up smaller
@@ -163,14 +163,29 @@ def test_kmm_weights_nearly_reach_the_scipy_optimum_of_the_same_program():
     assert objective(beta) - objective(best) <= 0.01 * gain
 
 
-@pytest.mark.xfail(strict=True, reason="normalise() rescales multiplicatively instead of "
-                   "projecting (β − τ clipped to [0, B]), so projected gradient stalls at a "
-                   "fixed point ~0.4 % of the gain short of the optimum, weights up to ~1 off")
-def test_kmm_weights_are_the_scipy_optimum_of_the_same_program():
+def test_projection_is_the_closest_feasible_point():
+    # scipy's SLSQP on min ‖x − v‖² s.t. 0 <= x <= B, mean(x) = 1
+    from scipy.optimize import minimize
+
+    v = np.array([0.0, 0.1, 5.0, 40.0, 2.0, 0.3, -1.0, 7.0])
+    for bound in (1.34, 3.0, 10.0):
+        res = minimize(lambda x: ((x - v) ** 2).sum(), np.ones_like(v),
+                       jac=lambda x: 2 * (x - v), bounds=[(0, bound)] * len(v),
+                       constraints=[{"type": "eq", "fun": lambda x: x.mean() - 1.0}],
+                       method="SLSQP", options={"ftol": 1e-14, "maxiter": 500})
+        out = project(torch.tensor(v), bound).numpy()
+        np.testing.assert_allclose(out, res.x, atol=1e-6)
+
+
+def test_kmm_weights_converge_to_the_scipy_optimum_of_the_same_program():
     source, target, bound = _shifted_problem()
-    _, best = _kmm_qp(source, target, bound)
+    objective, best = _kmm_qp(source, target, bound)
     beta = kmm_weights(source, target, max_weight=bound, iterations=1000).numpy()
-    np.testing.assert_allclose(beta, best, atol=1e-3)
+    gain = objective(np.ones(len(beta))) - objective(best)
+    # the rescaling it replaced settled 0.4 % of the gain short at any step count
+    assert objective(beta) - objective(best) <= 1e-6 * gain
+    # the objective is flat along some directions: single weights agree to 0.01
+    np.testing.assert_allclose(beta, best, atol=0.01)
 
 
 def test_kmm_weights_are_near_one_when_distributions_match():
