@@ -15,7 +15,8 @@ command for a short slot on a shared GPU machine (about 6 of its 8 minutes on an
              a fine-tune repeats bit for bit; bf16 against fp32; an epoch on the device
              against the same epoch on the CPU;
   default    the default configuration (one seed, one epoch, uniform baseline) through
-             `dvc repro` on the device, compared like `tiny`, with its stage timings.
+             `dvc repro` on the device, compared like `tiny`, with its stage timings;
+  pytest     the tests that need a GPU (tests/test_device.py) and the optimizer tests.
 
 Every part is time-boxed and runs in child processes; a part that fails or runs out of
 time is recorded and the next one runs. Results go to OUT/gpu_check.json (after every
@@ -382,13 +383,31 @@ def part_compute(opts, left) -> dict:
         shutil.rmtree(work, ignore_errors=True)
 
 
-# (name, seconds it needs at least to be worth starting, function)
+def part_pytest(opts, left) -> dict:
+    """The tests that need a GPU (tests/test_device.py, skipped where there is none) and
+    the fused optimizers' tests, on this machine."""
+    cmd = [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider",
+           "tests/test_device.py", "tests/test_optim.py", "-k", "cuda or hot_path or fused"]
+    try:
+        proc = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True,
+                              timeout=_deadline(left, 150))
+    except subprocess.TimeoutExpired:
+        return {"error": "timed out"}
+    lines = proc.stdout.strip().splitlines()
+    out = {"returncode": proc.returncode, "summary": lines[-1] if lines else ""}
+    if proc.returncode:
+        out["tail"] = _tail(proc.stdout + proc.stderr, 4000)
+    return out
+
+
+# (name, seconds it needs at least to be worth starting, function), most wanted first
 PARTS = [
     ("env", 20, part_env),
     ("startup", 30, part_startup),
     ("tiny", 60, lambda opts, left: part_pipeline("tiny", opts, left)),
     ("compute", 45, part_compute),
     ("default", 90, lambda opts, left: part_pipeline("default", opts, left)),
+    ("pytest", 40, part_pytest),
 ]
 
 
@@ -746,6 +765,12 @@ def markdown(res: dict) -> str:
                       f"(1 thread): {ev['speedup']:.1f}×", ""]
         elif ev:
             lines += [f"epoch vs CPU: {ev.get('error') or ev.get('skipped')}", ""]
+    py = res.get("pytest")
+    if py:
+        lines += [f"GPU tests (tests/test_device.py, tests/test_optim.py): "
+                  f"{py.get('summary') or py.get('error') or py.get('skipped')}", ""]
+        if py.get("tail"):
+            lines += ["```", py["tail"], "```", ""]
     for name in ("env", "startup"):
         part = res.get(name, {})
         if "error" in part or "skipped" in part:
@@ -760,7 +785,7 @@ def main(argv=None) -> int:
                     help="small data, fewer repeats, no `default` part (CPU smoke run)")
     ap.add_argument("--out", default="gpu-check-out")
     ap.add_argument("--budget", type=float, default=None,
-                    help="seconds for all parts (default 400; quick 240)")
+                    help="seconds for all parts (default 420; quick 240)")
     ap.add_argument("--parts", default=",".join(p for p, _, _ in PARTS))
     ap.add_argument("--child", help=argparse.SUPPRESS)
     ap.add_argument("--child-args", help=argparse.SUPPRESS)
@@ -775,7 +800,7 @@ def main(argv=None) -> int:
             result = {"error": _tail(traceback.format_exc())}
         Path(args.child_result).write_text(json.dumps(result, default=str))
         return 0
-    budget = args.budget or (240.0 if args.quick else 400.0)
+    budget = args.budget or (240.0 if args.quick else 420.0)
     parts = [p for p in args.parts.split(",") if p]
     if args.quick and "default" in parts and args.parts == ap.get_default("parts"):
         parts.remove("default")
