@@ -9,6 +9,8 @@ cd "$(dirname "$0")/.."
 PY=${PY:-python3}
 DEST=${DEST:-.whl}
 mkdir -p "$DEST"
+# one version of each package: the offline install there stops at two
+rm -f "$DEST"/*.whl
 # a constraints file of this machine's pins would make pip refuse the 3.12 resolution
 export PIP_CONSTRAINT=""
 PLATFORMS=(--platform manylinux_2_28_x86_64 --platform manylinux_2_27_x86_64
