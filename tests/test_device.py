@@ -216,7 +216,9 @@ def test_stage_timing_record(workdir, monkeypatch, tmp_path):
     monkeypatch.setattr(stagetime, "_marks", {})
     cli.run(lambda: pipeline.train_base(0))
     record = json.loads(path.read_text())
-    assert record["status"] == "ok" and record["heavy_modules"] == []
+    # (heavy_modules is not checked here: other tests in this process import transformers;
+    # test_stage_hot_path_... and tests/test_gpu_check.py check fresh stage processes)
+    assert record["status"] == "ok" and isinstance(record["heavy_modules"], list)
     assert record["enter"] <= record["ready"] <= record["end"]
     if record["start"] is not None:  # /proc: this process began before its imports ended
         assert record["start"] <= record["enter"]
