@@ -3,12 +3,13 @@
 # `make test`: the test suite (what CI runs).
 # `make heldout`: the default configuration on ten seeds not used while developing it.
 # `make bench`: the performance table of docs/performance.md (a few minutes).
+# `make gpu-check`: the GPU check of docs/performance.md (≤ 8 minutes on one GPU).
 VENV ?= .venv
 PY := $(VENV)/bin/python
 export PATH := $(CURDIR)/$(VENV)/bin:$(PATH)
 export DVC_NO_ANALYTICS := 1
 
-.PHONY: install install-nlu run run-nlu harmful heldout test test-fast bench dag clean
+.PHONY: install install-nlu run run-nlu harmful heldout test test-fast bench gpu-check dag clean
 
 $(VENV)/.installed: requirements.txt pyproject.toml
 	python3 -m venv $(VENV)
@@ -60,6 +61,11 @@ test-fast: install
 
 bench: install
 	python -m benchmarks.run
+
+# no venv: on a GPU machine it runs with that machine's torch (and wheels from .whl/)
+GPU_CHECK_OUT ?= gpu-check-out
+gpu-check:
+	bash benchmarks/gpu_check.sh --out $(GPU_CHECK_OUT)
 
 dag: install
 	dvc dag

@@ -37,13 +37,16 @@ def overrides(args: argparse.Namespace) -> dict:
 
 def run(fn: Callable[[], None]) -> None:
     """Known failures print one clear line and exit 2 instead of a traceback."""
-    from . import distributed
+    from . import distributed, stagetime
 
+    stagetime.mark("enter")  # imports done (ALPHAVIL_TIMING: where start-up time goes)
     distributed.init_from_env()  # no-op unless started by torchrun / accelerate launch
     try:
         fn()
     except (ParamsError, ArtifactError, DigitSourceError, SourceError,
             FloatingPointError) as err:
+        stagetime.report("error")
         print(f"error: {err}", file=sys.stderr)
         sys.exit(2)
     distributed.shutdown()
+    stagetime.report("ok")

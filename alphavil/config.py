@@ -334,6 +334,9 @@ def validate(raw: Any, source: str = "params.yaml") -> Params:
     c.choice("model.kind", MODEL_KINDS)
 
     c.choice("train.optimizer", {"sgd", "adam", "adamw"})
+    from .device import DEVICES, PRECISIONS
+    c.choice("train.device", DEVICES, default="cpu")
+    c.choice("train.precision", PRECISIONS, default="fp32")
     c.number("train.lr", low=0.0, low_open=True)
     c.number("train.batch_size", low=1, integer=True)
     c.number("base.warmup_steps", low=0, integer=True)

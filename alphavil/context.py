@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from . import layout
+from . import device, layout, stagetime
 from .artifacts import ArtifactError
 from .config import Params
 from .data import TaskSplit, load_meta, load_task_split, num_classes
@@ -19,10 +19,15 @@ class RunContext:
     data_dir: Path
     model: MultiTaskModel
     meta: dict
+    compute: device.Compute = device.CPU
     _cache: dict = field(default_factory=dict)
 
     @classmethod
-    def build(cls, params: Params, seed: int, data_dir: str | Path = layout.DATA) -> "RunContext":
+    def build(cls, params: Params, seed: int, data_dir: str | Path = layout.DATA,
+              compute: device.Compute | None = None) -> "RunContext":
+        """The model is built on the CPU from the seed (the same θ_0 on every device) and
+        then placed on `compute` (train.device / train.precision unless given)."""
+        compute = device.from_params(params) if compute is None else compute
         data_dir = Path(data_dir)
         meta = load_meta(data_dir)
         classes = num_classes(data_dir)
@@ -32,12 +37,17 @@ class RunContext:
                                 "re-run prepare")
         model = build_model(params.section("model"), {t: classes[t] for t in params.tasks},
                             meta, seed)
-        return cls(params=params, seed=seed, data_dir=data_dir, model=model, meta=meta)
+        device.init(compute)
+        device.place(model, compute)
+        stagetime.mark("ready")
+        return cls(params=params, seed=seed, data_dir=data_dir, model=model, meta=meta,
+                   compute=compute)
 
     def split(self, split: str, task: str) -> TaskSplit:
         key = (split, task)
         if key not in self._cache:
-            self._cache[key] = load_task_split(self.data_dir, split, task)
+            self._cache[key] = load_task_split(self.data_dir, split, task).to(
+                self.compute.device)
         return self._cache[key]
 
     @property

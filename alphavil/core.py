@@ -114,7 +114,7 @@ def _full_dev_loss(model: nn.Module, theta: Params, deltas: list[Params], alpha:
     once held every layer's activations for all of it, ~100× the model's size."""
     params = combine(theta, deltas, alpha)
     total = 0.0
-    for idx in minibatches(torch.arange(len(dev)), batch_size):
+    for idx in minibatches(torch.arange(len(dev), device=dev.device), batch_size):
         inputs, labels = dev.batch(idx)
         logits = functional_call(model, params, (inputs, target))
         total += float(task_loss(logits, labels).double().sum())
@@ -130,7 +130,8 @@ def estimate_alpha(model: nn.Module, theta: Params, deltas: list[Params], dev: T
     With `guard`, also compare the whole dev split's loss at the fitted α with that of θ
     itself; the trace's "guard" entry says whether the merge may go ahead (merge_accepted)."""
     model.eval()
-    alpha = torch.full((len(deltas),), float(init), dtype=torch.float32, requires_grad=True)
+    alpha = torch.full((len(deltas),), float(init), dtype=torch.float32, requires_grad=True,
+                       device=dev.device)
     opt = make_optimizer(optimizer, [alpha], lr) if optimizer == "adam" else \
         make_optimizer("sgd", [alpha], lr)
     before = _full_dev_loss(model, theta, deltas, alpha, dev, target, batch_size)
@@ -141,7 +142,8 @@ def estimate_alpha(model: nn.Module, theta: Params, deltas: list[Params], dev: T
     batches: list[torch.Tensor] = []
     for step in range(steps):
         if not batches:  # a fresh shuffled pass over the dev split
-            batches = list(minibatches(torch.randperm(len(dev), generator=g), batch_size))
+            order = torch.randperm(len(dev), generator=g).to(dev.device)
+            batches = list(minibatches(order, batch_size))
         loss = dev_loss(model, theta, deltas, alpha, dev, target, batches.pop(0))
         value = float(loss.detach())
         if not math.isfinite(value):

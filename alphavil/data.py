@@ -32,7 +32,20 @@ class TaskSplit:
     def __len__(self) -> int:
         return len(self.labels)
 
+    @property
+    def device(self) -> torch.device:
+        return self.labels.device
+
+    def to(self, device: torch.device) -> "TaskSplit":
+        if device == self.device:
+            return self
+        return TaskSplit({k: v.to(device) for k, v in self.inputs.items()},
+                         self.labels.to(device), self.metrics)
+
     def batch(self, idx: torch.Tensor) -> tuple[dict[str, torch.Tensor], torch.Tensor]:
+        # indices made on the CPU (seeded generators) are moved here; callers that batch
+        # a whole pass move its index tensor once instead (a copy per batch waits on a GPU)
+        idx = idx.to(self.device)
         return {k: v[idx] for k, v in self.inputs.items()}, self.labels[idx]
 
 

@@ -57,6 +57,7 @@ def spearman(pred: np.ndarray, gold: np.ndarray) -> float:
 
 def score(logits: torch.Tensor, labels: torch.Tensor,
           extra: tuple[str, ...] | list[str] = ()) -> dict[str, float]:
+    logits, labels = logits.cpu(), labels.cpu()  # scikit-learn and scipy read numpy
     if logits.shape[-1] == 1:
         pred = logits.squeeze(-1).double().numpy()
         gold = labels.double().numpy()

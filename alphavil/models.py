@@ -7,10 +7,16 @@ from typing import Callable
 import torch
 from torch import nn
 
+from .device import autocast
+
 
 class MultiTaskModel(nn.Module):
     """Shared trunk -> features; heads[task] -> logits. Parameter names are
     `trunk.*` and `heads.<task>.*`, which is what deltas and checkpoints are keyed by."""
+
+    # train.precision bf16: forward passes under autocast (device.place sets it). Outputs
+    # come back as float32, so losses, α and metrics are computed in float32 as with fp32.
+    autocast_dtype: torch.dtype | None = None
 
     def __init__(self, trunk: nn.Module, feature_dim: int, task_classes: dict[str, int]):
         super().__init__()
@@ -18,10 +24,22 @@ class MultiTaskModel(nn.Module):
         self.heads = nn.ModuleDict({t: nn.Linear(feature_dim, c) for t, c in task_classes.items()})
 
     def features(self, inputs: dict[str, torch.Tensor]) -> torch.Tensor:
-        return self.trunk(inputs)
+        if self.autocast_dtype is None:
+            return self.trunk(inputs)
+        with autocast(self.autocast_dtype, _device_type(inputs)):
+            out = self.trunk(inputs)
+        return out.float()
 
     def forward(self, inputs: dict[str, torch.Tensor], task: str) -> torch.Tensor:
-        return self.heads[task](self.features(inputs))
+        if self.autocast_dtype is None:
+            return self.heads[task](self.trunk(inputs))
+        with autocast(self.autocast_dtype, _device_type(inputs)):
+            logits = self.heads[task](self.trunk(inputs))
+        return logits.float()
+
+
+def _device_type(inputs: dict[str, torch.Tensor]) -> str:
+    return next(iter(inputs.values())).device.type
 
 
 class SmallCNN(nn.Module):

@@ -1,10 +1,16 @@
-"""SGD (momentum), Adam and AdamW as plain tensor updates.
+"""SGD (momentum), Adam and AdamW as plain tensor updates on the CPU, and as torch.optim's
+fused kernels on a GPU.
 
-Why not torch.optim: in torch 2.13 the first `torch.optim.Optimizer` built in a process
-imports torch's compiler stack (torch._dynamo), about 1.4 s. Every stage of the pipeline
-is a fresh process that builds an optimizer, so that import alone added minutes to the
-default run. These follow torch.optim's single-tensor formulas step for step;
-tests/test_optim.py checks them against torch.optim.
+Why not the torch.optim classes: the first `torch.optim.Optimizer` built in a process
+imports torch's compiler stack (torch._dynamo): `add_param_group`, `zero_grad` and
+`step` are wrapped in `torch._disable_dynamo`, which imports it on first call. That is
+about 1.4 s here and 7.8 s on the H200 machine (docs/performance.md), and every stage of
+the pipeline is a fresh process that builds an optimizer. The CPU classes below follow
+torch.optim's single-tensor formulas step for step. On a GPU one kernel per tensor and
+formula step would be slow, so `Fused` calls torch.optim's functional API with
+fused=True (torch._fused_adam_ / _fused_adamw_ / _fused_sgd_: one launch per step for
+all tensors), which does not touch torch._dynamo. tests/test_optim.py checks both
+against torch.optim.
 """
 
 from __future__ import annotations
@@ -77,8 +83,61 @@ class Adam(Optimizer):
         p.addcdiv_(m, denom, value=-self.lr / bias1)
 
 
-def make(name: str, params: Iterable[torch.Tensor], lr: float) -> Optimizer:
+class Fused:
+    """torch.optim's fused Adam / AdamW / SGD through its functional API, with the same
+    hyperparameters as the classes above. Parameters without a gradient are skipped
+    and get no state, as in torch.optim."""
+
+    def __init__(self, name: str, params: Iterable[torch.Tensor], lr: float):
+        self.name = name
+        self.params = [p for p in params]
+        self.lr = lr
+        self.state: dict[int, list] = {}  # index -> per-parameter state tensors
+
+    def zero_grad(self, set_to_none: bool = True) -> None:
+        for p in self.params:
+            p.grad = None
+
+    @torch.no_grad()
+    def step(self) -> None:
+        from torch.optim import adam, adamw, sgd
+
+        live = [i for i, p in enumerate(self.params) if p.grad is not None]
+        if not live:
+            return
+        params = [self.params[i] for i in live]
+        grads = [p.grad for p in params]
+        if self.name == "sgd":
+            # The kernel starts every buffer at g when given none at all (its first step),
+            # so parameters on their first step (a head whose task had no batch yet, in
+            # joint training) go in a call of their own.
+            for first in (False, True):
+                group = [i for i in live if (i not in self.state) == first]
+                if not group:
+                    continue
+                bufs = [self.state[i][0] if not first else None for i in group]
+                sgd.sgd([self.params[i] for i in group], [self.params[i].grad for i in group],
+                        bufs, fused=True, weight_decay=0.0, momentum=0.9, lr=self.lr,
+                        dampening=0.0, nesterov=False, maximize=False)
+                for i, b in zip(group, bufs):
+                    self.state[i] = [b]
+            return
+        for i, p in zip(live, params):
+            if i not in self.state:
+                # float32 step counts on the device, as torch.optim keeps them for fused
+                self.state[i] = [torch.zeros_like(p), torch.zeros_like(p),
+                                 torch.zeros((), dtype=torch.float32, device=p.device)]
+        m, v, steps = ([self.state[i][k] for i in live] for k in range(3))
+        fn, decay = (adamw.adamw, 0.01) if self.name == "adamw" else (adam.adam, 0.0)
+        fn(params, grads, m, v, [], steps, fused=True, amsgrad=False, beta1=0.9, beta2=0.999,
+           lr=self.lr, weight_decay=decay, eps=1e-8, maximize=False)
+
+
+def make(name: str, params: Iterable[torch.Tensor], lr: float,
+         fused: bool = False) -> Optimizer | Fused:
     name = name.lower()
+    if fused and name in ("sgd", "adam", "adamw"):
+        return Fused(name, params, lr)
     if name == "sgd":
         return SGD(params, lr, momentum=0.9)
     if name == "adam":

@@ -14,6 +14,7 @@ from .artifacts import (ArtifactError, check_compatible, check_task_values, chec
 from .config import Params, ParamsError, check_data_source, load_params
 from .context import RunContext
 from .core import merge_accepted
+from .device import CPU, Compute, move
 from .methods import METHODS, get_method
 from .methods.alphavil import AlphaVIL
 from .methods.joint import round_robin
@@ -44,20 +45,22 @@ def check_epoch_args(params: Params, epoch_id: str, cli_overrides: dict) -> None
 
 
 def _load_prev(ctx: RunContext, method: str, epoch_id: str) -> tuple[dict, dict, str]:
+    """θ of a checkpoint, read on the CPU and moved to the stage's device."""
     folder = layout.checkpoint_dir(method, ctx.seed, epoch_id)
     theta, state = load_checkpoint(folder, seed=ctx.seed, epoch=epoch_id,
                                    method="base" if epoch_id == "base" else method)
     check_compatible(str(folder), theta, trainable_state(ctx.model), subset=False)
-    return theta, state, checkpoint_digest(folder)
+    return move(theta, ctx.compute.device), state, checkpoint_digest(folder)
 
 
-def _epoch_stage(seed: int, epoch_id: str, cli_overrides: dict, params_path: str | Path):
+def _epoch_stage(seed: int, epoch_id: str, cli_overrides: dict, params_path: str | Path,
+                 compute: Compute | None = None):
     """What every αVIL epoch stage starts from: validated params, the epoch, the run
     context and θ of the previous epoch (with its digest, which deltas and α carry)."""
     params = _start(seed, params_path)
     check_epoch_args(params, epoch_id, cli_overrides)
     epoch = params.epoch(epoch_id)
-    ctx = RunContext.build(params, seed)
+    ctx = RunContext.build(params, seed, compute=compute)
     theta, state, digest = _load_prev(ctx, "alphavil", epoch.prev)
     check_weights(state, params, layout.checkpoint_dir("alphavil", seed, epoch.prev))
     return params, epoch, ctx, theta, state, digest
@@ -158,7 +161,8 @@ def estimate_alpha(seed: int, epoch_id: str, cli_overrides: dict,
                    params_path: str | Path = "params.yaml") -> None:
     params, epoch, ctx, theta, state, digest = _epoch_stage(seed, epoch_id, cli_overrides,
                                                             params_path)
-    deltas = {t: load_delta(p, theta, digest, task=t, epoch=epoch_id)[0]
+    deltas = {t: move(load_delta(p, theta, digest, task=t, epoch=epoch_id)[0],
+                      ctx.compute.device)
               for t, p in _delta_paths(params, seed, epoch_id).items()}
     alphas, trace = AlphaVIL(ctx).estimate(epoch, theta, deltas, state)
     say(f"estimate_alpha s{seed} {epoch_id}: α = "
@@ -175,8 +179,10 @@ def estimate_alpha(seed: int, epoch_id: str, cli_overrides: dict,
 
 def merge(seed: int, epoch_id: str, cli_overrides: dict,
           params_path: str | Path = "params.yaml") -> None:
+    # θ + Σ α_k δ_k in float64, a few element-wise operations: on the CPU, whatever
+    # train.device says (no CUDA start-up for it)
     params, epoch, ctx, theta, state, digest = _epoch_stage(seed, epoch_id, cli_overrides,
-                                                            params_path)
+                                                            params_path, compute=CPU)
     record = read_alpha_record(layout.alpha_path(seed, epoch_id), epoch_id, digest,
                                list(params.tasks))
     alphas = record["alpha"]  # null: not estimated, the task took no step this epoch

@@ -8,11 +8,14 @@ from __future__ import annotations
 
 import os
 import sys
+import time
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Callable, Iterator
 
 from tqdm import tqdm
+
+from . import stagetime
 
 
 def _quiet() -> bool:
@@ -29,8 +32,10 @@ def step_logger(log_dir: Path, total: int | None, desc: str) -> Iterator[Callabl
     if not distributed.is_main():  # one log per stage, written by rank 0
         yield lambda step, loss: None
         return
+    t = time.perf_counter()
     from dvclive import Live
 
+    stagetime.add("logger_import", time.perf_counter() - t)  # start-up, not training
     bar = tqdm(total=total, desc=desc, unit="step", file=sys.stderr, leave=False,
                disable=_quiet(), dynamic_ncols=True)
     with Live(dir=str(log_dir), dvcyaml=False, save_dvc_exp=False) as live:

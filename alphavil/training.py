@@ -29,9 +29,12 @@ def task_loss(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
 
 
 def make_optimizer(name: str, params: Iterable[torch.nn.Parameter], lr: float):
+    """alphavil/optim.py's per-tensor updates on the CPU, torch.optim's fused kernels on
+    an accelerator (see optim.py for why not the torch.optim classes)."""
     from .optim import make
 
-    return make(name, params, lr)
+    params = list(params)
+    return make(name, params, lr, fused=bool(params) and params[0].device.type != "cpu")
 
 
 def sample_size(n: int, ratio: float) -> int:
@@ -51,7 +54,11 @@ def minibatches(indices: torch.Tensor, batch_size: int) -> Iterator[torch.Tensor
 
 def task_batches(task: str, split: TaskSplit, indices: torch.Tensor, batch_size: int,
                  weight: float | torch.Tensor = 1.0) -> Iterator[Batch]:
-    """Batches of one task; a per-example weight tensor is indexed alongside."""
+    """Batches of one task; a per-example weight tensor is indexed alongside. The pass's
+    indices (and weights) move to the data's device once, not batch by batch."""
+    indices = indices.to(split.device)
+    if isinstance(weight, torch.Tensor):
+        weight = weight.to(split.device)
     for idx in minibatches(indices, batch_size):
         inputs, labels = split.batch(idx)
         w = weight[idx] if isinstance(weight, torch.Tensor) else weight
@@ -70,40 +77,63 @@ class PassStats:
         return self.loss_sum / max(1, self.steps)
 
 
+# Steps between loss checks on an accelerator. Reading a loss value waits until the
+# device has computed it, which every step would leave the GPU idle while Python queues
+# the next step; on the CPU the value is there at once, and each step is checked before
+# its update as ever.
+CHECK_EVERY = 64
+
+
 def train_pass(model: nn.Module, batches: Iterable[Batch], optimizer,
                *, where: str = "training", on_step: Callable[[int, float], None] | None = None,
-               ) -> PassStats:
-    """One pass over `batches`. Stops with an error naming `where` if the loss is NaN/inf."""
+               check_every: int | None = None) -> PassStats:
+    """One pass over `batches`. Stops with an error naming `where` and the first step
+    whose loss is NaN/inf. Loss values are read `check_every` steps at a time (default:
+    every step on the CPU, CHECK_EVERY on an accelerator): the check, the stats and
+    on_step(step, loss) see every step in order, only later."""
     model.train()
     stats = PassStats()
     parallel = distributed.active()
+    pending: list[tuple[str, torch.Tensor]] = []  # (task, loss) of steps not yet checked
+
+    def check() -> None:
+        values = torch.stack([v for _, v in pending]).tolist() if pending else []
+        for (task, _), value in zip(pending, values):
+            if not math.isfinite(value):
+                raise FloatingPointError(f"{where}: loss of task {task!r} is {value} at step "
+                                         f"{stats.steps}; stopping (lower train.lr?)")
+            stats.steps += 1
+            stats.loss_sum += value
+            stats.losses.append(value)
+            if on_step is not None:
+                on_step(stats.steps, value)
+        pending.clear()
+
     for task, inputs, labels, weight in batches:
         if parallel:
             loss, value = _sharded_loss(model, task, inputs, labels, weight)
         else:
             per_example = task_loss(model(inputs, task), labels)
             loss = (per_example * weight).mean()
-            value = float(loss.detach())
-        if not math.isfinite(value):
-            raise FloatingPointError(f"{where}: loss of task {task!r} is {value} at step "
-                                     f"{stats.steps}; stopping (lower train.lr?)")
+            value = loss.detach()
+        if check_every is None:
+            check_every = 1 if value.device.type == "cpu" else CHECK_EVERY
+        pending.append((task, value))
+        if len(pending) >= check_every:
+            check()
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         if parallel:
             distributed.all_reduce_sum_([p.grad for p in model.parameters()
                                          if p.grad is not None])
         optimizer.step()
-        stats.steps += 1
         stats.examples += len(labels)
-        stats.loss_sum += value
-        stats.losses.append(value)
-        if on_step is not None:
-            on_step(stats.steps, value)
+    check()
     return stats
 
 
 def _sharded_loss(model: nn.Module, task: str, inputs: dict[str, torch.Tensor],
-                  labels: torch.Tensor, weight) -> tuple[torch.Tensor, float]:
+                  labels: torch.Tensor, weight) -> tuple[torch.Tensor, torch.Tensor]:
     """This rank's part of the batch loss, scaled so that the ranks' gradients sum to the
     full batch's; also the full batch's loss value, the same on every rank (so a NaN
     stops all of them at the same step)."""
@@ -115,7 +145,7 @@ def _sharded_loss(model: nn.Module, task: str, inputs: dict[str, torch.Tensor],
     loss = (per_example * w).sum() / n
     total = loss.detach().clone()
     distributed.all_reduce_sum_([total])
-    return loss, float(total)
+    return loss, total
 
 
 @torch.no_grad()
@@ -123,7 +153,7 @@ def predict(model: nn.Module, split: TaskSplit, task: str, batch_size: int = 512
             params: dict[str, torch.Tensor] | None = None) -> torch.Tensor:
     model.eval()
     outs = []
-    idx_all = torch.arange(len(split))
+    idx_all = torch.arange(len(split), device=split.device)
     for idx in minibatches(idx_all, batch_size):
         inputs, _ = split.batch(idx)
         if params is None:

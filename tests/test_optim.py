@@ -31,3 +31,34 @@ def test_matches_torch_optim(name, ref):
 def test_unknown_optimizer_is_named():
     with pytest.raises(ValueError, match="lbfgs"):
         optim.make("lbfgs", [], 0.1)
+
+
+@pytest.mark.parametrize("name,ref", [
+    ("sgd", lambda p, lr: torch.optim.SGD(p, lr=lr, momentum=0.9)),
+    ("adam", lambda p, lr: torch.optim.Adam(p, lr=lr)),
+    ("adamw", lambda p, lr: torch.optim.AdamW(p, lr=lr, weight_decay=0.01)),
+])
+def test_fused_matches_torch_optim_also_for_a_parameter_that_starts_late(name, ref):
+    """optim.Fused (what a GPU stage uses) against the torch.optim class. The last layer
+    gets no gradient in the first two steps, as a task head in joint training does until
+    its task's first batch: it must be skipped, then start its state from scratch."""
+    torch.manual_seed(0)
+    a = torch.nn.Sequential(torch.nn.Linear(5, 7), torch.nn.Tanh(), torch.nn.Linear(7, 3),
+                            torch.nn.Linear(3, 2))
+    b = torch.nn.Sequential(*[torch.nn.Linear(5, 7), torch.nn.Tanh(), torch.nn.Linear(7, 3),
+                              torch.nn.Linear(3, 2)])
+    b.load_state_dict(a.state_dict())
+    before = [p.detach().clone() for p in a.parameters()]
+    ours = optim.make(name, a.parameters(), 0.01, fused=True)
+    assert isinstance(ours, optim.Fused)
+    theirs = ref(b.parameters(), 0.01)
+    g = torch.Generator().manual_seed(1)
+    for step in range(6):
+        x = torch.randn(8, 5, generator=g)
+        for model, opt in ((a, ours), (b, theirs)):
+            opt.zero_grad()
+            (model[:3](x) if step < 2 else model(x)).pow(2).mean().backward()
+            opt.step()
+    for pa, pb, p0 in zip(a.parameters(), b.parameters(), before):
+        torch.testing.assert_close(pa, pb, rtol=1e-6, atol=1e-7)
+        assert not torch.equal(pa, p0)

@@ -16,10 +16,14 @@ from .joint import JointTraining
 
 @torch.no_grad()
 def features(model, split: TaskSplit, idx: torch.Tensor, batch_size: int = 512) -> torch.Tensor:
+    """Trunk features on the model's device, returned on the CPU in float64: the KMM
+    solve below is a few thousand-square kernel operations and a bisection that reads
+    values at every iteration, which the CPU does without waiting on a device."""
     model.eval()
+    idx = idx.to(split.device)
     out = [model.features(split.batch(idx[i:i + batch_size])[0])
            for i in range(0, len(idx), batch_size)]
-    return torch.cat(out).double()
+    return torch.cat(out).double().cpu()
 
 
 def kmm_weights(source: torch.Tensor, target: torch.Tensor, *, max_weight: float,
