@@ -229,6 +229,21 @@ def _check_nlu(c: _Checker) -> None:
         c.fail("model.freeze_embeddings", "true or false", fe)
     if c.get("model.dropout", None) is not None:
         c.number("model.dropout", low=0.0, high=0.9)
+    if c.mapping("model.lora", default=None) is not None:  # null: no adapters
+        unknown = set(c.get("model.lora")) - {"rank", "alpha", "dropout", "targets"}
+        if unknown:
+            c.fail("model.lora", "only the keys rank, alpha, dropout, targets", sorted(unknown))
+        c.number("model.lora.rank", low=1, integer=True)
+        c.number("model.lora.alpha", low=0.0, low_open=True)
+        c.number("model.lora.dropout", low=0.0, high=0.9, default=0.0)
+        targets = c.get("model.lora.targets")
+        if targets is not None and (not isinstance(targets, list) or not targets or not all(
+                isinstance(t, str) and t for t in targets)):
+            c.fail("model.lora.targets", "a non-empty list of module names (e.g. [query, "
+                   "value])", targets)
+        if c.get("model.train_layers", None) == 0:
+            c.fail("model.train_layers", "null or >= 1 with model.lora (the layers that get "
+                   "adapters)", 0)
 
 
 def _check_epochs(c: _Checker) -> list[EpochSpec]:
