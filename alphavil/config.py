@@ -379,6 +379,7 @@ def validate(raw: Any, source: str = "params.yaml") -> Params:
     # KMM needs B >= 1: weights in [0, B] with mean 1
     c.number("diw.max_weight", low=1.0, default=10.0)
     c.number("diw.iterations", low=1, integer=True, default=100)
+    c.number("diw.max_examples", low=2, integer=True, default=4000)  # exact KMM up to this
 
     baselines = c.get("baselines")
     if baselines is not None:
