@@ -444,15 +444,19 @@ def check_data_source(params: Params) -> None:
     d = params.raw.get("data") or {}
     if d.get("source") != "mnist_idx":
         return
+    from .digits import INSTALLED_BY
+
     path = (d.get("source_args") or {}).get("path")
+    fix = INSTALLED_BY.get(str(Path(path))) if path else None
+    fix = f"; `{fix}` installs it" if fix else ""
     if not path or not Path(path).is_dir():
         raise ParamsError(f"data.source_args.path: expected an existing folder with "
                           f"train-images-idx3-ubyte[.gz] and train-labels-idx1-ubyte[.gz] "
-                          f"(data.source is mnist_idx), got {path!r}")
+                          f"(data.source is mnist_idx), got {path!r}{fix}")
     for stem in ("train-images-idx3-ubyte", "train-labels-idx1-ubyte"):
         if not any((Path(path) / f"{stem}{ext}").is_file() for ext in ("", ".gz")):
             raise ParamsError(f"data.source_args.path: expected {stem}[.gz] in {path!r}, "
-                              "not found")
+                              f"not found{fix}")
 
 
 def load_params(path: str | Path = "params.yaml") -> Params:
