@@ -9,6 +9,7 @@ from typing import Callable
 from .artifacts import ArtifactError
 from .config import EPOCH_OVERRIDE_KEYS, ParamsError
 from .digits import DigitSourceError
+from .nlu.sources import SourceError
 
 
 def parser(description: str, *, seed: bool = False, epoch: bool = False,
@@ -41,7 +42,8 @@ def run(fn: Callable[[], None]) -> None:
     distributed.init_from_env()  # no-op unless started by torchrun / accelerate launch
     try:
         fn()
-    except (ParamsError, ArtifactError, DigitSourceError, FloatingPointError) as err:
+    except (ParamsError, ArtifactError, DigitSourceError, SourceError,
+            FloatingPointError) as err:
         print(f"error: {err}", file=sys.stderr)
         sys.exit(2)
     distributed.shutdown()

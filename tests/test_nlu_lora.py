@@ -117,11 +117,16 @@ def test_lora_dropout_acts_in_training_only(encoder):
     assert not torch.equal(*outs[0.5])
 
 
-def test_unknown_target_module_is_a_one_line_error(encoder):
-    from alphavil.nlu.sources import SourceError
+def test_unknown_target_module_is_a_one_line_error(encoder, capsys):
+    """A stage that builds the model stops with `error: model.lora.targets ...` and exit 2
+    (cli.run), not a traceback."""
+    from alphavil import cli
 
-    with pytest.raises(SourceError, match="model.lora.targets"):
-        build(encoder, lora={**LORA, "targets": ["no_such_module"]})
+    with pytest.raises(SystemExit) as exit_:
+        cli.run(lambda: build(encoder, lora={**LORA, "targets": ["no_such_module"]}))
+    assert exit_.value.code == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("error: model.lora.targets ['no_such_module']") and "\n" not in err
 
 
 BAD = [({**LORA, "rank": 0}, "model.lora.rank"),
