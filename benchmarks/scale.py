@@ -4,8 +4,11 @@ at a configuration's full size, and what the whole configuration would take (doc
 Runs the real stage functions in process (no DVC, no per-stage start-up) in a temp folder,
 for the overlay(s) over params.yaml restricted to one seed and the first epoch: prepare,
 θ_0, αVIL's epoch (every fine-tune, α estimation, merge), one epoch of each baseline, and
-`evaluate` (which scores θ_0 and each method's checkpoint). The extrapolation multiplies
-these by the configuration's seeds and epochs; it leaves out DVC's per-stage process
+`evaluate` (which scores θ_0 and each method's checkpoint), each timed as wall seconds and
+as CPU seconds of the process (with one torch thread, what the wall time would be on an
+otherwise idle core: on a shared machine the wall time mostly measures the other work).
+The extrapolation multiplies these by the configuration's seeds and epochs; it leaves out
+DVC's per-stage process
 start-up (about 1-3 s a stage on the 2-core machine: docs/performance.md), which it
 reports as a stage count.
 
@@ -40,12 +43,16 @@ def measure(configs: list[Path], seed: int) -> dict:
     raw = {**full, "seeds": [seed], "epochs": full["epochs"][:1]}
     ep = raw["epochs"][0]["id"]
     times: dict[str, float] = {}
+    cpu: dict[str, float] = {}
     rss: dict[str, float] = {}
 
     def timed(name, fn, *args):
-        t = time.perf_counter()
+        t, c = time.perf_counter(), time.process_time()
         fn(*args)
         times[name] = time.perf_counter() - t
+        # CPU seconds: with one torch thread, the wall time this would take on a core of
+        # its own, whatever else the machine is running
+        cpu[name] = time.process_time() - c
         rss[name] = peak_rss_mib()
 
     cwd = os.getcwd()
@@ -68,28 +75,30 @@ def measure(configs: list[Path], seed: int) -> dict:
         finally:
             os.chdir(cwd)
 
-    alphavil_epoch = sum(v for k, v in times.items()
-                         if k.startswith("finetune ") or k in ("estimate_alpha", "merge"))
-    per_method = {"alphavil": alphavil_epoch,
-                  **{m: times[f"epoch {m}"] for m in raw["baselines"]}}
-    # evaluate scored θ_0 plus one checkpoint per method
-    per_checkpoint = times["evaluate"] / (1 + len(per_method))
     n_seeds, n_epochs = len(full["seeds"]), len(full["epochs"])
-    n_checkpoints = n_seeds * (1 + len(per_method) * n_epochs)
-    total = (times["prepare"]
-             + n_seeds * (times["train_base"] + n_epochs * sum(per_method.values()))
-             + n_checkpoints * per_checkpoint)
+    n_checkpoints = n_seeds * (1 + (1 + len(raw["baselines"])) * n_epochs)
     stages = 2 + n_seeds * (1 + n_epochs * (len(raw["tasks"]) + 2) + len(raw["baselines"]))
+
+    def extrapolate(t: dict[str, float]) -> dict:
+        per_method = {"alphavil": sum(v for k, v in t.items() if k.startswith("finetune ")
+                                      or k in ("estimate_alpha", "merge")),
+                      **{m: t[f"epoch {m}"] for m in raw["baselines"]}}
+        per_checkpoint = t["evaluate"] / (1 + len(per_method))  # θ_0 + one per method
+        total = (t["prepare"] + n_seeds * (t["train_base"] + n_epochs * sum(per_method.values()))
+                 + n_checkpoints * per_checkpoint)
+        return {"stage_seconds": {k: round(v, 2) for k, v in t.items()},
+                "epoch_seconds": {k: round(v, 2) for k, v in per_method.items()},
+                "evaluate_seconds_per_checkpoint": round(per_checkpoint, 2),
+                "full_config_hours": round(total / 3600, 2)}
+
     return {
         "configs": [str(c) for c in configs],
         "sizes": {k: full["data"].get(k) for k in ("n_train", "n_dev", "n_test")},
-        "seconds": {k: round(v, 2) for k, v in times.items()},
-        "epoch_seconds": {k: round(v, 2) for k, v in per_method.items()},
-        "evaluate_seconds_per_checkpoint": round(per_checkpoint, 2),
+        "wall": extrapolate(times),
+        "cpu": extrapolate(cpu),
         "peak_rss_mib_after": {k: round(v) for k, v in rss.items()},
         "full_config": {"seeds": n_seeds, "epochs": n_epochs, "stages": stages,
-                        "checkpoints_scored": n_checkpoints,
-                        "compute_hours": round(total / 3600, 2)},
+                        "checkpoints_scored": n_checkpoints},
         "machine": {"cpus": os.cpu_count(), "torch_threads": threads,
                     "load_average_start": [round(x, 2) for x in load_start],
                     "load_average_end": [round(x, 2) for x in load_end],
