@@ -4,12 +4,13 @@
 # `make heldout`: the default configuration on ten seeds not used while developing it.
 # `make bench`: the performance table of docs/performance.md (a few minutes).
 # `make gpu-check`: the GPU check of docs/performance.md (≤ 8 minutes on one GPU).
+# `make run-fashion`: Multi-Fashion at paper size (docs/scale.md; hours on a CPU).
 VENV ?= .venv
 PY := $(VENV)/bin/python
 export PATH := $(CURDIR)/$(VENV)/bin:$(PATH)
 export DVC_NO_ANALYTICS := 1
 
-.PHONY: install install-nlu run run-nlu harmful heldout test test-fast bench gpu-check dag clean
+.PHONY: install install-nlu install-fashion run run-nlu run-fashion harmful heldout test test-fast bench gpu-check dag clean
 
 $(VENV)/.installed: requirements.txt pyproject.toml
 	python3 -m venv $(VENV)
@@ -39,6 +40,17 @@ install-nlu: $(VENV)/.installed-nlu $(SNLI_DATA)
 run-nlu: install-nlu
 	python -m alphavil.study configs/nlu.yaml
 	@cat metrics/summary.md
+
+# Fashion-MNIST's 70,000 IDX images from Debian's package registry (as root, as sessions and
+# CI run; `sudo make install-fashion` otherwise); nothing to do when they are there.
+FASHION := /usr/share/datasets/fashion-mnist
+
+install-fashion:
+	@test -f $(FASHION)/train-images-idx3-ubyte.gz || apt-get install -y dataset-fashion-mnist \
+		|| (apt-get update && apt-get install -y dataset-fashion-mnist)
+
+run-fashion: install install-fashion
+	python -m alphavil.study configs/multifashion.yaml
 
 run: install
 	dvc repro

@@ -229,6 +229,21 @@ def _check_nlu(c: _Checker) -> None:
         c.fail("model.freeze_embeddings", "true or false", fe)
     if c.get("model.dropout", None) is not None:
         c.number("model.dropout", low=0.0, high=0.9)
+    if c.mapping("model.lora", default=None) is not None:  # null: no adapters
+        unknown = set(c.get("model.lora")) - {"rank", "alpha", "dropout", "targets"}
+        if unknown:
+            c.fail("model.lora", "only the keys rank, alpha, dropout, targets", sorted(unknown))
+        c.number("model.lora.rank", low=1, integer=True)
+        c.number("model.lora.alpha", low=0.0, low_open=True)
+        c.number("model.lora.dropout", low=0.0, high=0.9, default=0.0)
+        targets = c.get("model.lora.targets")
+        if targets is not None and (not isinstance(targets, list) or not targets or not all(
+                isinstance(t, str) and t for t in targets)):
+            c.fail("model.lora.targets", "a non-empty list of module names (e.g. [query, "
+                   "value])", targets)
+        if c.get("model.train_layers", None) == 0:
+            c.fail("model.train_layers", "null or >= 1 with model.lora (the layers that get "
+                   "adapters)", 0)
 
 
 def _check_epochs(c: _Checker) -> list[EpochSpec]:
@@ -367,6 +382,7 @@ def validate(raw: Any, source: str = "params.yaml") -> Params:
     # KMM needs B >= 1: weights in [0, B] with mean 1
     c.number("diw.max_weight", low=1.0, default=10.0)
     c.number("diw.iterations", low=1, integer=True, default=100)
+    c.number("diw.max_examples", low=2, integer=True, default=4000)  # exact KMM up to this
 
     baselines = c.get("baselines")
     if baselines is not None:
@@ -431,15 +447,19 @@ def check_data_source(params: Params) -> None:
     d = params.raw.get("data") or {}
     if d.get("source") != "mnist_idx":
         return
+    from .digits import INSTALLED_BY
+
     path = (d.get("source_args") or {}).get("path")
+    fix = INSTALLED_BY.get(str(Path(path))) if path else None
+    fix = f"; `{fix}` installs it" if fix else ""
     if not path or not Path(path).is_dir():
         raise ParamsError(f"data.source_args.path: expected an existing folder with "
                           f"train-images-idx3-ubyte[.gz] and train-labels-idx1-ubyte[.gz] "
-                          f"(data.source is mnist_idx), got {path!r}")
+                          f"(data.source is mnist_idx), got {path!r}{fix}")
     for stem in ("train-images-idx3-ubyte", "train-labels-idx1-ubyte"):
         if not any((Path(path) / f"{stem}{ext}").is_file() for ext in ("", ".gz")):
             raise ParamsError(f"data.source_args.path: expected {stem}[.gz] in {path!r}, "
-                              "not found")
+                              f"not found{fix}")
 
 
 def load_params(path: str | Path = "params.yaml") -> Params:

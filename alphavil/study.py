@@ -22,7 +22,7 @@ from pathlib import Path
 import yaml
 
 from .artifacts import write_text
-from .config import ParamsError, validate
+from .config import ParamsError, check_data_source, validate
 
 HEADER = ("# Written by `python -m alphavil.study {config}`: params.yaml with the overlays'\n"
           "# top-level keys replaced. Back to the default: git checkout params.yaml && dvc checkout\n")
@@ -68,6 +68,9 @@ def main(argv: list[str] | None = None) -> int:
     args = ap.parse_args(argv)
     try:
         merged = merged_params(args.config, args.params)
+        # source files prepare will read (e.g. a Debian data package): say so now, with
+        # the command that installs them, rather than after DVC has started
+        check_data_source(validate(merged))
     except ParamsError as err:
         print(f"error: {err}", file=sys.stderr)
         return 2

@@ -83,7 +83,8 @@ def run_setting(name: str, epochs: int) -> dict:
     raw["seeds"] = [0]
     raw["epochs"] = raw["epochs"][:epochs]
     env = {k: v for k, v in os.environ.items() if k not in ISA_VARS}
-    env.update(SETTINGS[name], PYTHONPATH=str(ROOT), ALPHAVIL_QUIET="1")
+    path = os.pathsep.join(p for p in (str(ROOT), env.get("PYTHONPATH", "")) if p)
+    env.update(SETTINGS[name], PYTHONPATH=path, ALPHAVIL_QUIET="1")
     with tempfile.TemporaryDirectory(prefix=f"isa-{name}-") as tmp:
         Path(tmp, "params.yaml").write_text(yaml.safe_dump(raw, sort_keys=False))
         proc = subprocess.run([sys.executable, "-m", "benchmarks.isa", "--child",

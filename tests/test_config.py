@@ -181,3 +181,45 @@ def test_overlays_that_set_the_same_key_are_refused(tmp_path):
     b.write_text("seeds: [2]\n")
     with pytest.raises(ParamsError, match=r"b\.yaml: keys \['seeds'\] are also set by .*a\.yaml"):
         merged_params([a, b], ROOT / "params.yaml")
+
+
+def test_study_names_the_make_target_when_the_fashion_files_are_missing(tmp_path, monkeypatch,
+                                                                         capsys):
+    """configs/multifashion.yaml reads Debian's dataset-fashion-mnist: without it the study
+    stops before DVC starts, with one line naming `make install-fashion`, and writes no
+    params.yaml."""
+    import alphavil.digits as digits
+    from alphavil.study import main
+
+    missing = tmp_path / "fashion-mnist"  # stands in for /usr/share/datasets/fashion-mnist
+    monkeypatch.setattr(digits, "INSTALLED_BY", {str(missing): "make install-fashion"})
+    overlay = yaml.safe_load((ROOT / "configs" / "multifashion.yaml").read_text())
+    overlay["data"]["source_args"]["path"] = str(missing)
+    config = tmp_path / "multifashion.yaml"
+    config.write_text(yaml.safe_dump(overlay))
+    params = tmp_path / "params.yaml"
+    assert main([str(config), "--params", str(ROOT / "params.yaml"), "--no-run"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("error: data.source_args.path") and "\n" not in err
+    assert "`make install-fashion`" in err
+    assert not params.exists()
+    # a folder that exists but lacks the files gets the same hint
+    missing.mkdir()
+    assert main([str(config), "--params", str(ROOT / "params.yaml"), "--no-run"]) == 2
+    assert "`make install-fashion`" in capsys.readouterr().err
+
+
+def test_multifashion_config_composes_paper_sized_splits_from_disjoint_pools():
+    """60,000 / 10,000 / 10,000 composed images from the 70,000 items, each split from its
+    own per-class pool (checked on labels shaped like Fashion-MNIST's: 7,000 per class)."""
+    import numpy as np
+
+    from alphavil.multimnist import split_pools
+
+    d = yaml.safe_load((ROOT / "configs" / "multifashion.yaml").read_text())["data"]
+    assert (d["n_train"], d["n_dev"], d["n_test"]) == (60000, 10000, 10000)
+    labels = np.repeat(np.arange(10), 7000)
+    pools = split_pools(labels, d["digit_split"], np.random.default_rng(d["seed"]))
+    assert {s: len(p) for s, p in pools.items()} == {"train": 52500, "dev": 7000,
+                                                     "test": 10500}
+    assert len(set().union(*map(set, pools.values()))) == 70000  # disjoint, all used

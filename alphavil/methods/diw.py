@@ -7,11 +7,18 @@ the exact adaptation: docs/algorithm.md."""
 
 from __future__ import annotations
 
+import math
+
 import torch
 
 from ..config import EpochSpec
 from ..data import TaskSplit
+from ..seeding import generator
 from .joint import JointTraining
+
+# diw.max_examples: up to this many examples per auxiliary task, KMM is exact (one kernel over
+# all of them: 4,000 take 128 MB in float64); beyond, a partition of parts this large.
+MAX_EXAMPLES = 4000
 
 
 @torch.no_grad()
@@ -27,9 +34,18 @@ def features(model, split: TaskSplit, idx: torch.Tensor, batch_size: int = 512) 
 
 
 def kmm_weights(source: torch.Tensor, target: torch.Tensor, *, max_weight: float,
-                iterations: int) -> torch.Tensor:
+                iterations: int, max_examples: int | None = None,
+                g: torch.Generator | None = None) -> torch.Tensor:
     """β ≥ 0, β ≤ B, mean(β) = 1, minimising ‖mean_i β_i φ(x_i) − mean_j φ(x'_j)‖² in the
-    RKHS of a Gaussian kernel (median-heuristic bandwidth), by projected gradient."""
+    RKHS of a Gaussian kernel (median-heuristic bandwidth), by projected gradient.
+
+    Up to `max_examples` source examples this is one exact KMM over all of them. Beyond,
+    the n×n kernel would not fit (60,000 examples: 29 GB in float64), so the examples are
+    split at random (generator `g`) into ⌈n / max_examples⌉ near-equal parts and each part
+    gets its own KMM against the whole target (kmm_partitioned)."""
+    if max_examples is not None and len(source) > max_examples:
+        return kmm_partitioned(source, target, max_weight=max_weight, iterations=iterations,
+                               max_examples=max_examples, g=g)
     n, m = len(source), len(target)
     both = torch.cat([source, target])
     d2 = torch.cdist(both, both).pow(2)
@@ -37,11 +53,42 @@ def kmm_weights(source: torch.Tensor, target: torch.Tensor, *, max_weight: float
     k = torch.exp(-d2 / sigma2)
     kss, kst = k[:n, :n], k[:n, n:]
     kappa = kst.sum(1) * (n / m)
-    beta = torch.ones(n, dtype=torch.float64)
+    return solve_kmm(kss, kappa, max_weight=max_weight, iterations=iterations)
+
+
+def solve_kmm(kss: torch.Tensor, kappa: torch.Tensor, *, max_weight: float,
+              iterations: int) -> torch.Tensor:
+    beta = torch.ones(len(kss), dtype=torch.float64, device=kss.device)
     # objective ½βᵀKβ − κᵀβ; a step of 1/λ_max(K) keeps projected gradient stable
     step = 1.0 / largest_eigenvalue(kss).clamp_min(1e-12)
     for _ in range(iterations):
         beta = project(beta - step * (kss @ beta - kappa), max_weight)
+    return beta
+
+
+def kmm_partitioned(source: torch.Tensor, target: torch.Tensor, *, max_weight: float,
+                    iterations: int, max_examples: int,
+                    g: torch.Generator | None) -> torch.Tensor:
+    """KMM over a random partition of the source. Each part is a uniform random sample of
+    the source distribution, so its KMM weights estimate the same density ratio
+    p_target / p_source at its own points; every example gets a weight from a KMM solve (no
+    extrapolation), and since each part's weights lie in [0, B] with mean 1, so do all of
+    them. One bandwidth for every part: the median heuristic on a random subsample of
+    max_examples points of source ∪ target (the exact path takes it over all of them).
+    Memory is O(max_examples²) and time O(n · max_examples) per iteration, against O(n²)."""
+    n, m = len(source), len(target)
+    both = torch.cat([source, target])
+    sub = both[torch.randperm(n + m, generator=g)[:max_examples]]
+    d2 = torch.cdist(sub, sub).pow(2)
+    sigma2 = d2[d2 > 0].median().clamp_min(1e-12)
+    del d2
+    beta = torch.empty(n, dtype=torch.float64, device=source.device)
+    for part in torch.tensor_split(torch.randperm(n, generator=g), math.ceil(n / max_examples)):
+        x = source[part]
+        kss = torch.exp(-torch.cdist(x, x).pow(2) / sigma2)
+        kappa = sum(torch.exp(-torch.cdist(x, t).pow(2) / sigma2).sum(1)
+                    for t in torch.split(target, max_examples)) * (len(part) / m)
+        beta[part] = solve_kmm(kss, kappa, max_weight=max_weight, iterations=iterations)
     return beta
 
 
@@ -51,7 +98,7 @@ def largest_eigenvalue(k: torch.Tensor, iterations: int = 30) -> torch.Tensor:
     The kernel's entries are positive, so its top eigenvector is positive and the start
     from all-ones converges fast; the Rayleigh quotient can only underestimate λ_max, and
     gradient descent on the quadratic stays stable for any step below 2/λ_max."""
-    v = torch.ones(len(k), dtype=k.dtype)
+    v = torch.ones(len(k), dtype=k.dtype, device=k.device)
     for _ in range(iterations):
         v = k @ v
         v = v / v.norm().clamp_min(1e-300)
@@ -92,7 +139,9 @@ class DIW(JointTraining):
             split = self.ctx.split("train", task)
             beta = kmm_weights(features(model, split, idx), dev_feats,
                                max_weight=float(cfg.get("max_weight", 10.0)),
-                               iterations=int(cfg.get("iterations", 100)))
+                               iterations=int(cfg.get("iterations", 100)),
+                               max_examples=int(cfg.get("max_examples", MAX_EXAMPLES)),
+                               g=generator(self.ctx.seed, epoch.id, task, "diw"))
             full = torch.ones(len(split), dtype=torch.float32)
             full[idx] = beta.float()
             self._weights[task] = full

@@ -3,8 +3,9 @@
   python -m alphavil.nlu.footprint [--params params.yaml] [--seed 0] [--skip-effect]
 
 1. Bytes: for each trainable set (all weights / word embeddings frozen / top
-   model.train_layers layers) and each delta dtype, the size of a real delta file
-   written by artifacts.save_delta, and × tasks = bytes per αVIL epoch.
+   model.train_layers layers / with model.lora set, its adapters in those layers and in
+   all layers) and each delta dtype, the size of a real delta file written by
+   artifacts.save_delta, and × tasks = bytes per αVIL epoch.
 2. Effect (the configured trainable set): one αVIL epoch from checkpoints/s<seed>/base:
    every task fine-tuned once, deltas kept exactly (float64), then α estimation and the
    merge repeated with the deltas rounded to float32 and to bfloat16. Reports α, the
@@ -47,11 +48,18 @@ def delta_bytes(model, task: str, dtype: torch.dtype) -> int:
 def sizes(params) -> list[dict]:
     ctx_meta = RunContext.build(params, params.seeds[0]).meta
     m = params.section("model")
+    plain = {**m, "lora": None}
     variants = {
-        "all weights": {**m, "freeze_embeddings": False, "train_layers": None},
-        "word embeddings frozen": {**m, "freeze_embeddings": True, "train_layers": None},
-        f"top {m.get('train_layers')} layers": {**m, "freeze_embeddings": True},
+        "all weights": {**plain, "freeze_embeddings": False, "train_layers": None},
+        "word embeddings frozen": {**plain, "freeze_embeddings": True, "train_layers": None},
+        f"top {m.get('train_layers')} layers": {**plain, "freeze_embeddings": True},
     }
+    lora = m.get("lora")
+    if lora:  # the configured adapters, in the configured layers and in all of them
+        name = f"LoRA r{lora['rank']} on {'+'.join(lora['targets'])}"
+        if m.get("train_layers") is not None:
+            variants[f"{name}, top {m['train_layers']} layers"] = m
+        variants[f"{name}, all layers"] = {**m, "train_layers": None}
     classes = {t: ctx_meta["tasks"][t]["num_classes"] for t in params.tasks}
     rows = []
     for label, mp in variants.items():

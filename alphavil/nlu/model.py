@@ -6,9 +6,14 @@ so the freezing knobs are also the artifact-size knobs (docs/nlu.md has the numb
   model.train_layers       only the top N transformer layers (and the pooler) train; N=null
                            trains all of them. Frozen weights are the pretrained ones, which
                            every stage re-loads, so they never need storing.
+  model.lora               LoRA adapters (peft) on the named modules of those layers train
+                           instead of their weights: deltas, checkpoints and α merges then
+                           cover only the adapters' A and B matrices and the heads.
 """
 
 from __future__ import annotations
+
+import warnings
 
 import torch
 from torch import nn
@@ -120,5 +125,33 @@ def build_transformer_model(model_params: dict, task_classes: dict[str, int],
         if pooler is not None:
             for p in pooler.parameters():
                 p.requires_grad_(False)
+    if model_params.get("lora") is not None:
+        encoder = add_lora(encoder, model_params["lora"], n_top)
     trunk = EncoderTrunk(encoder, model_params.get("pooling", "mean"))
     return MultiTaskModel(trunk, trunk.out_dim, task_classes)
+
+
+def add_lora(encoder: nn.Module, lora: dict, n_top: int | None) -> nn.Module:
+    """Wrap the encoder in peft LoRA adapters: W x + (alpha/rank)·B A x on every module named
+    in `targets`, in the top `n_top` layers (all layers when None). peft freezes every
+    pretrained weight, so what trains (and what deltas and merges cover) is each adapter's
+    A and B; B starts at zero, so θ_0 computes exactly what the pretrained encoder does."""
+    try:
+        from peft import LoraConfig, get_peft_model
+    except ImportError:
+        raise SourceError("model.lora needs the peft package (make install-nlu: "
+                          "requirements-nlu.txt)") from None
+    layers = None
+    if n_top is not None:
+        total = len(transformer_layers(encoder))
+        layers = list(range(total - n_top, total))
+    config = LoraConfig(r=int(lora["rank"]), lora_alpha=float(lora["alpha"]),
+                        lora_dropout=float(lora.get("dropout", 0.0)),
+                        target_modules=list(lora["targets"]), layers_to_transform=layers,
+                        bias="none")
+    try:
+        with warnings.catch_warnings():  # peft calls a deprecated transformers helper
+            warnings.simplefilter("ignore", FutureWarning)
+            return get_peft_model(encoder, config)
+    except ValueError as err:  # peft: "Target modules ... not found in the base model"
+        raise SourceError(f"model.lora.targets {list(lora['targets'])}: {err}") from None
