@@ -4,11 +4,15 @@ from __future__ import annotations
 
 import argparse
 import sys
+from types import ModuleType
 from typing import Callable
 
-from .artifacts import ArtifactError
-from .config import EPOCH_OVERRIDE_KEYS, ParamsError
+from .config import EPOCH_OVERRIDE_KEYS, ParamsError, load_params
 from .digits import DigitSourceError
+from .nlu.sources import SourceError
+
+# Failures caused by the user's params, files or arguments: one line each, no traceback.
+USER_ERRORS = (ParamsError, DigitSourceError, SourceError, FloatingPointError)
 
 
 def parser(description: str, *, seed: bool = False, epoch: bool = False,
@@ -34,14 +38,32 @@ def overrides(args: argparse.Namespace) -> dict:
     return {k: getattr(args, k) for k in EPOCH_OVERRIDE_KEYS}
 
 
-def run(fn: Callable[[], None]) -> None:
-    """Known failures print one clear line and exit 2 instead of a traceback."""
-    from . import distributed
+def _is_user_error(err: Exception) -> bool:
+    if isinstance(err, USER_ERRORS):
+        return True
+    from .artifacts import ArtifactError  # imports torch: only once a stage has started
 
-    distributed.init_from_env()  # no-op unless started by torchrun / accelerate launch
+    return isinstance(err, ArtifactError)
+
+
+def run(params_path: str, stage: Callable[[ModuleType], None]) -> None:
+    """Validate params.yaml, then run `stage(alphavil.pipeline)`. The params are checked
+    before torch is imported, so a bad value is refused within a second, not after seconds
+    of start-up. Known failures print one line per problem and exit 2; anything else is a
+    bug and keeps its traceback."""
     try:
-        fn()
-    except (ParamsError, ArtifactError, DigitSourceError, FloatingPointError) as err:
-        print(f"error: {err}", file=sys.stderr)
+        load_params(params_path)
+        from . import distributed, pipeline
+
+        distributed.init_from_env()  # no-op unless started by torchrun / accelerate launch
+        stage(pipeline)
+    except Exception as err:
+        if not _is_user_error(err):
+            raise
+        # a ParamsError has one line per problem; other messages are made one line
+        lines = str(err).splitlines() if isinstance(err, ParamsError) else [" ".join(
+            str(err).split())]
+        for line in lines:
+            print(f"error: {line}", file=sys.stderr)
         sys.exit(2)
     distributed.shutdown()

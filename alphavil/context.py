@@ -6,6 +6,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from . import layout
+from .artifacts import ArtifactError
 from .config import Params
 from .data import TaskSplit, load_meta, load_task_split, num_classes
 from .models import MultiTaskModel, build_model
@@ -27,7 +28,7 @@ class RunContext:
         classes = num_classes(data_dir)
         missing = [t for t in params.tasks if t not in classes]
         if missing:
-            raise ValueError(f"{data_dir}: prepared data lacks tasks {missing}; re-run prepare")
+            raise ArtifactError(f"{data_dir}: prepared data lacks tasks {missing}; re-run prepare")
         model = build_model(params.section("model"), {t: classes[t] for t in params.tasks},
                             meta, seed)
         return cls(params=params, seed=seed, data_dir=data_dir, model=model, meta=meta)

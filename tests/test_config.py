@@ -181,3 +181,107 @@ def test_overlays_that_set_the_same_key_are_refused(tmp_path):
     b.write_text("seeds: [2]\n")
     with pytest.raises(ParamsError, match=r"b\.yaml: keys \['seeds'\] are also set by .*a\.yaml"):
         merged_params([a, b], ROOT / "params.yaml")
+
+
+# --- strict params: names, suggestions, seeds, sizes ------------------------------------
+
+def test_schema_names_match_the_registries_they_stand_for():
+    """config.py repeats the names of registries that live in torch modules (validation
+    imports no torch); a method, model kind, rule or option added on one side only fails here."""
+    import torch
+
+    from alphavil import config, core
+    from alphavil.methods import METHODS
+    from alphavil.models import MODEL_KINDS
+    from alphavil.nlu.model import POOLINGS
+    from alphavil.training import make_optimizer
+
+    assert set(config.BASELINES) == {m for m, cls in METHODS.items() if not cls.staged}
+    assert set(config.MODEL_KIND.values()) == set(MODEL_KINDS)
+    assert set(config.WEIGHT_RULES) == set(core.WEIGHT_RULES)
+    assert set(config.WEIGHT_MODES) == set(core.WEIGHT_MODES)
+    assert set(config.DELTA_DTYPES) == set(core.DELTA_DTYPES)
+    assert set(config.POOLINGS) == set(POOLINGS)
+    param = [torch.nn.Parameter(torch.zeros(1))]
+    for name in config.OPTIMIZERS:
+        make_optimizer(name, param, 0.1)
+    with pytest.raises(ValueError):
+        make_optimizer("rmsprop", param, 0.1)
+
+
+def test_unknown_keys_name_the_nearest_valid_key():
+    raw = tiny_raw()
+    raw["alpha"]["gaurd"] = True
+    raw["lr"] = 0.1
+    with pytest.raises(ParamsError) as err:
+        validate(raw)
+    lines = str(err.value).splitlines()
+    assert lines == [
+        "params.yaml: lr: unknown key (did you mean train.lr or alpha.lr?); expected one of "
+        "setting, seeds, target, tasks, data, model, train, base, alphavil, alpha, diw, "
+        "baselines, epochs",
+        "params.yaml: alpha.gaurd: unknown key (did you mean alpha.guard?); expected one of "
+        "init, steps, lr, optimizer, batch_size, guard"]
+
+
+def test_seeds_span_exactly_the_range_torch_accepts():
+    import torch
+
+    torch.manual_seed(2**64 - 1)
+    with pytest.raises((RuntimeError, ValueError)):
+        torch.manual_seed(2**64)
+    assert validate(tiny_raw(seeds=[0, 2**64 - 1])).seeds == [0, 2**64 - 1]
+    for seeds in ([2**64], [-1]):
+        with pytest.raises(ParamsError, match="seeds: expected"):
+            validate(tiny_raw(seeds=seeds))
+
+
+def test_train_device_and_precision_are_optional_choices():
+    assert validate(tiny_raw(train={"device": "auto", "precision": "bf16"}))
+    for key, value in (("device", "gpu"), ("precision", "fp16")):
+        with pytest.raises(ParamsError, match=f"train.{key}: expected one of"):
+            validate(tiny_raw(train={key: value}))
+
+
+def test_cnn_weight_estimate_counts_the_models_parameters():
+    from alphavil.memory import cnn_weights
+    from alphavil.models import SmallCNN
+
+    for size, channels, hidden in ((28, [16, 32], 64), (37, [3], 5), (64, [4, 8, 2], 7)):
+        model = SmallCNN(size, channels, hidden)
+        assert cnn_weights(size, channels, hidden) == sum(p.numel() for p in model.parameters())
+
+
+def test_sizes_beyond_memory_are_refused_before_prepare(tmp_path, monkeypatch):
+    """The image estimate covers at least the bytes prepare stores, and the limit acts at
+    the estimate: one byte less memory refuses the same params."""
+    from alphavil import memory, pipeline
+    from safetensors import safe_open
+
+    raw = tiny_raw(data={"n_train": 2000})  # images outweigh one training step
+    (tmp_path / "params.yaml").write_text(yaml.safe_dump(raw))
+    monkeypatch.chdir(tmp_path)
+    pipeline.prepare("params.yaml")
+    stored = 0
+    for split in ("train", "dev", "test"):
+        with safe_open(f"data/prepared/{split}.safetensors", "pt") as f:
+            stored += f.get_tensor("images").numel()  # one byte per pixel
+    estimate = memory.image_bytes(raw["data"])
+    assert estimate >= stored
+    monkeypatch.setattr(memory, "physical_memory", lambda: estimate)
+    validate(raw)
+    monkeypatch.setattr(memory, "physical_memory", lambda: estimate - 1)
+    with pytest.raises(ParamsError, match=r"data\.n_train: expected sizes that fit .* GiB"):
+        validate(raw)
+
+
+def test_non_utf8_and_broken_yaml_are_one_line(tmp_path):
+    path = tmp_path / "params.yaml"
+    path.write_bytes(b"seeds: [0]\ntarget: l\xe9ft\n")
+    with pytest.raises(ParamsError, match=r"^\S+params\.yaml: expected UTF-8 text, got byte "
+                                          r"0xe9 at offset 20$"):
+        load_params(path)
+    path.write_text("seeds: [0\ntarget: left\n")
+    with pytest.raises(ParamsError) as err:
+        load_params(path)
+    assert "\n" not in str(err.value) and "not valid YAML at line" in str(err.value)
