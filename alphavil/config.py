@@ -360,9 +360,10 @@ class Tasks(Rule):
                 from .nlu.sources import check_task
 
                 found = check_task(c, f"{key}.{name}", spec)
-                if found is not None:
+                noise = spec.get("label_noise", 0.0) if isinstance(spec, dict) else None
+                if found is not None and isinstance(noise, (int, float)):  # else reported
                     tasks[name] = TaskSpec(name=name, label=found[1], dataset=found[0],
-                                           label_noise=float(spec.get("label_noise") or 0.0))
+                                           label_noise=float(noise))
                 continue
             got = Section(self.task).check(c, f"{key}.{name}", spec)
             if got is not BAD and {"label", "label_noise"} <= set(got):

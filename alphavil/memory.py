@@ -67,7 +67,12 @@ def check_vision_sizes(c, data: dict, model: dict, train: dict) -> None:
     if images > have:
         largest = max(("n_train", "n_dev", "n_test"), key=lambda k: data[k])
         total = sum(data[k] for k in ("n_train", "n_dev", "n_test"))
+        canvas = data["canvas"]
+        # blame the canvas when it is unusually large (more than twice the final side:
+        # its composition buffer then dominates), else the image counts
+        key = "canvas" if canvas > 2 * size else largest
         c.errors.append(
-            f"data.{largest}: expected sizes that fit this machine's {_gib(have)} of memory; "
-            f"prepare composes {total:,} images (data.n_train + n_dev + n_test) of "
-            f"{size}x{size} pixels, at least {_gib(images)}, got {data[largest]}")
+            f"data.{key}: expected sizes that fit this machine's {_gib(have)} of memory; "
+            f"prepare keeps {total:,} images of {size}x{size} pixels (data.n_train + n_dev + "
+            f"n_test) and composes up to {data[largest]:,} on a {canvas}x{canvas} canvas: at "
+            f"least {_gib(images)}, got {data[key]}")

@@ -80,6 +80,7 @@ CASES = [
     (None, Sub("n_train: 3000", "n_train: 1e9"), "data.n_train", "YAML reads 1e9 as text", 1),
     ("data.n_train", HUGE, "data.n_train", "GiB", 1),
     ("data.image_size", 100000, "data.image_size", "GiB", 1),
+    ("data.canvas", 10**6, "data.canvas", "GiB", 1),
     # seeds torch cannot take, lists where one value belongs
     ("seeds", [2**64], "seeds", "[0, 2**64 - 1]", 1),
     ("seeds", [-1], "seeds", "[0, 2**64 - 1]", 1),

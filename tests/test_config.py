@@ -1,10 +1,13 @@
 
+import copy
+import re
+
 import pytest
 import yaml
 
 from alphavil.config import ParamsError, load_params, validate
 from alphavil.schedule import epoch_block, rewrite
-from conftest import ROOT, tiny_raw
+from conftest import ROOT, repo_params, tiny_raw
 
 
 @pytest.mark.parametrize("config", sorted((ROOT / "configs").glob("*.yaml")),
@@ -35,6 +38,13 @@ def _set(raw, dotted, value):
 
 
 _DELETE = object()
+
+
+def _set_at(node, key, value):
+    if value is _DELETE:
+        del node[key]
+    else:
+        node[key] = value
 
 BAD = [
     ("target", "nope", "target"),
@@ -285,3 +295,49 @@ def test_non_utf8_and_broken_yaml_are_one_line(tmp_path):
     with pytest.raises(ParamsError) as err:
         load_params(path)
     assert "\n" not in str(err.value) and "not valid YAML at line" in str(err.value)
+
+
+def _paths(node, at=()):
+    if isinstance(node, dict):
+        for k, v in node.items():
+            yield at + (k,)
+            yield from _paths(v, at + (k,))
+    elif isinstance(node, list):
+        for i, v in enumerate(node):
+            yield at + (i,)
+            yield from _paths(v, at + (i,))
+
+
+@pytest.mark.parametrize("setting", ["vision", "nlu"])
+def test_any_key_set_to_any_odd_value_is_a_params_error(setting):
+    """Every key of the repository's params (and of the NLU overlay, with a GLUE and a files
+    task), set to a value of the wrong kind or left out: a ParamsError whose every line names
+    a key, never a TypeError or the like from a check that assumed the type."""
+    raw = repo_params()
+    raw["train"].update(device="cpu", precision="fp32")  # optional keys: fuzzed too
+    if setting == "nlu":
+        raw.update(yaml.safe_load((ROOT / "configs" / "nlu.yaml").read_text()))
+        raw["tasks"]["g"] = {"source": "glue", "name": "rte", "revision": "main",
+                             "label_noise": 0.1, "metric": "f1"}
+        raw["tasks"]["f"] = {"source": "files", "train": "x.csv", "text": ["a"], "label": "y",
+                             "label_names": ["no", "yes"], "dev": None, "format": "csv"}
+        raw["model"]["encoder"] = raw["data"]["tokenizer"] = "org/encoder"
+        raw["model"]["encoder_revision"] = raw["data"]["tokenizer_revision"] = "v1"
+    else:
+        raw["data"].update(source="hf", source_args={"name": "org/digits", "revision": "v1"})
+    validate(raw)
+    odd = [None, [], ["a"], {}, {"a": 1}, "x", "", True, 2**70, -1, 1.5, float("nan")]
+    for path in _paths(raw):
+        for value in [*odd, _DELETE]:
+            bad = copy.deepcopy(raw)
+            node = bad
+            for k in path[:-1]:
+                node = node[k]
+            if value is _DELETE and isinstance(node, list):
+                continue
+            _set_at(node, path[-1], value)
+            try:
+                validate(bad)
+            except ParamsError as err:
+                assert all(re.match(r"params\.yaml: [\w.\[\]-]+: ", line)
+                           for line in str(err).splitlines()), (path, value, str(err))
