@@ -414,8 +414,10 @@ class Epochs(Rule):
                 if entry.get(k) != v or isinstance(entry.get(k), bool):
                     c.fail(f"{at}.{k}", f"{v!r} (epochs form a chain ep0 <- base, ep1 <- ep0, "
                            "...; rewrite with `python -m alphavil.schedule N`)", entry.get(k))
-            overrides = entry.get("overrides") or {}
-            if not isinstance(overrides, dict):
+            overrides = entry.get("overrides", {})
+            if overrides is None:
+                overrides = {}
+            elif not isinstance(overrides, dict):
                 c.fail(f"{at}.overrides", "a mapping (may be empty: {})", overrides)
                 overrides = {}
             c.unknown(f"{at}.overrides", overrides, tuple(EPOCH_OVERRIDE_KEYS))
@@ -463,12 +465,10 @@ class _Checker:
         self.raw = raw
         self.errors: list[str] = []
 
-    def fail(self, key: str, expected: str, got: Any = None, show_got: bool = True) -> Any:
-        msg = f"{key}: expected {expected}"
-        if show_got:
-            shown = repr(got)
-            msg += f", got {shown if len(shown) <= 80 else shown[:70] + ' ...'}"
-        self.errors.append(msg)
+    def fail(self, key: str, expected: str, got: Any) -> Any:
+        shown = repr(got)
+        shown = shown if len(shown) <= 80 else shown[:70] + " ..."
+        self.errors.append(f"{key}: expected {expected}, got {shown}")
         return BAD
 
     def unknown(self, key: str, node: dict, allowed, elsewhere: dict | None = None) -> None:

@@ -77,6 +77,7 @@ BAD = [
     ("baselines", ["uniform", "uniform"], "baselines"),
     ("baselines", [], "baselines"),
     ("epochs", [], "epochs"),
+    ("epochs", [{"id": "ep0", "prev": "base", "n": 1, "overrides": []}], "epochs[0].overrides"),
     ("alpha.lr", float("nan"), "alpha.lr"),
     ("train", _DELETE, "train.lr"),
     ("alphavil.sample_ratio", _DELETE, "alphavil.sample_ratio"),
