@@ -28,7 +28,8 @@ class RunContext:
         classes = num_classes(data_dir)
         missing = [t for t in params.tasks if t not in classes]
         if missing:
-            raise ArtifactError(f"{data_dir}: prepared data lacks tasks {missing}; re-run prepare")
+            raise ArtifactError(f"{data_dir / 'meta.json'}: prepared data lacks tasks {missing}; "
+                                "re-run prepare")
         model = build_model(params.section("model"), {t: classes[t] for t in params.tasks},
                             meta, seed)
         return cls(params=params, seed=seed, data_dir=data_dir, model=model, meta=meta)

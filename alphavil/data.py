@@ -15,7 +15,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from .artifacts import ArtifactError, load_tensors, read_json, save_tensors, write_json
+from .artifacts import (ArtifactError, field_error, load_tensors, read_json, save_tensors,
+                        write_json)
 from .config import Params
 from .multimnist import SPLITS, ComposedSplit
 from .tasks import TASK_LABELS, make_labels
@@ -70,12 +71,46 @@ def save_prepared(out_dir: str | Path, splits: dict[str, ComposedSplit], params:
 
 @functools.lru_cache(maxsize=8)
 def _load_split_file(path: str) -> dict[str, torch.Tensor]:
-    tensors, _ = load_tensors(path)
+    tensors, meta = load_tensors(path)
+    if meta.get("split") != Path(path).stem:  # e.g. train.safetensors copied onto dev's
+        raise ArtifactError(f"{path}: holds the {meta.get('split')!r} split, expected "
+                            f"{Path(path).stem!r}; re-run the prepare stage")
     return tensors
 
 
 def load_meta(data_dir: str | Path) -> dict:
-    return read_json(Path(data_dir) / "meta.json")
+    """meta.json, checked for every entry the model and evaluation read from it."""
+    path = Path(data_dir) / "meta.json"
+    meta = read_json(path)
+    if meta.get("setting") not in ("vision", "nlu"):
+        raise field_error(path, "setting", "'vision' or 'nlu'", meta.get("setting"))
+    tasks = meta.get("tasks")
+    if not isinstance(tasks, dict) or not tasks:
+        raise field_error(path, "tasks", "an object of task entries", tasks)
+    for name, task in tasks.items():
+        if not isinstance(task, dict):
+            raise field_error(path, f"tasks.{name}", "an object", task)
+        n = task.get("num_classes")
+        if not _is_int(n) or n < 1:
+            raise field_error(path, f"tasks.{name}.num_classes", "an integer >= 1", n)
+        metrics = task.get("metrics", [])
+        if not isinstance(metrics, list) or not all(isinstance(m, str) for m in metrics):
+            raise field_error(path, f"tasks.{name}.metrics", "a list of metric names", metrics)
+        if not isinstance(task.get("metric", ""), (str, type(None))):
+            raise field_error(path, f"tasks.{name}.metric", "a metric name", task["metric"])
+    if meta["setting"] == "vision":
+        if not _is_int(meta.get("image_size")) or meta["image_size"] < 1:
+            raise field_error(path, "image_size", "an integer >= 1", meta.get("image_size"))
+    else:
+        tok = meta.get("tokenizer")
+        if not (isinstance(tok, dict) and isinstance(tok.get("name"), str)
+                and _is_int(tok.get("vocab_size"))):
+            raise field_error(path, "tokenizer", "an object with name and vocab_size", tok)
+    return meta
+
+
+def _is_int(value: object) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
 
 
 def num_classes(data_dir: str | Path) -> dict[str, int]:

@@ -2,16 +2,15 @@
 
 from __future__ import annotations
 
-import math
 import shutil
 from pathlib import Path
 
 import torch
 
 from . import distributed, layout
-from .artifacts import (ArtifactError, check_compatible, check_finite, checkpoint_digest,
-                        load_checkpoint, load_delta, read_json, save_checkpoint, save_delta,
-                        write_json)
+from .artifacts import (ArtifactError, check_compatible, check_task_values, checkpoint_digest,
+                        field_error, is_number, load_checkpoint, load_delta, read_json,
+                        save_checkpoint, save_delta, write_json)
 from .config import Params, ParamsError, check_data_source, load_params
 from .context import RunContext
 from .core import merge_accepted
@@ -46,7 +45,8 @@ def check_epoch_args(params: Params, epoch_id: str, cli_overrides: dict) -> None
 
 def _load_prev(ctx: RunContext, method: str, epoch_id: str) -> tuple[dict, dict, str]:
     folder = layout.checkpoint_dir(method, ctx.seed, epoch_id)
-    theta, state = load_checkpoint(folder)
+    theta, state = load_checkpoint(folder, seed=ctx.seed, epoch=epoch_id,
+                                   method="base" if epoch_id == "base" else method)
     check_compatible(str(folder), theta, trainable_state(ctx.model), subset=False)
     return theta, state, checkpoint_digest(folder)
 
@@ -59,6 +59,7 @@ def _epoch_stage(seed: int, epoch_id: str, cli_overrides: dict, params_path: str
     epoch = params.epoch(epoch_id)
     ctx = RunContext.build(params, seed)
     theta, state, digest = _load_prev(ctx, "alphavil", epoch.prev)
+    check_weights(state, params, layout.checkpoint_dir("alphavil", seed, epoch.prev))
     return params, epoch, ctx, theta, state, digest
 
 
@@ -123,7 +124,6 @@ def finetune(seed: int, epoch_id: str, task: str, cli_overrides: dict,
     if task not in params.tasks:
         raise ParamsError(f"--task {task!r} is not in params.yaml tasks {list(params.tasks)}")
     method = AlphaVIL(ctx)
-    check_weights(state, params, layout.checkpoint_dir("alphavil", seed, epoch.prev))
     steps = method.finetune_steps(epoch, state, task)
     if steps == 0:
         say(f"fine-tune s{seed} {epoch_id} {task}: task weight is 0, so δ = 0 without training")
@@ -135,16 +135,11 @@ def finetune(seed: int, epoch_id: str, task: str, cli_overrides: dict,
 
 
 def check_weights(state: dict, params: Params, folder: Path) -> None:
-    """The task weights a fine-tune starts from, as the previous merge wrote them."""
-    weights = state.get("weights")
+    """The task weights an epoch starts from, as the previous merge wrote them."""
     where = folder / "state.json"
-    if not isinstance(weights, dict) or set(weights) != set(params.tasks):
-        raise ArtifactError(f"{where}: expected task weights for {sorted(params.tasks)}, got "
-                            f"{weights!r}; re-run the stage that wrote it")
+    weights = check_task_values(where, "weights", state.get("weights"), list(params.tasks))
     mode = params.section("alphavil").get("weight_mode", "step")
     for t, w in weights.items():
-        if isinstance(w, bool) or not isinstance(w, (int, float)) or not math.isfinite(w):
-            raise ArtifactError(f"{where}: weight of task {t!r} is {w!r}; expected a finite number")
         if mode == "step" and w < 0:
             raise ArtifactError(f"{where}: weight of task {t!r} is {w} < 0, which "
                                 "alphavil.weight_mode 'step' cannot use as a step size "
@@ -182,22 +177,9 @@ def merge(seed: int, epoch_id: str, cli_overrides: dict,
           params_path: str | Path = "params.yaml") -> None:
     params, epoch, ctx, theta, state, digest = _epoch_stage(seed, epoch_id, cli_overrides,
                                                             params_path)
-    record = read_json(layout.alpha_path(seed, epoch_id))
-    if record.get("base") != digest:
-        raise ArtifactError(f"{layout.alpha_path(seed, epoch_id)}: α was fitted on checkpoint "
-                            f"{record.get('base')}, not {digest}; re-run estimate_alpha")
-    alphas = record["alpha"]
-    if set(alphas) != set(params.tasks):
-        raise ArtifactError(f"{layout.alpha_path(seed, epoch_id)}: α for tasks {sorted(alphas)},"
-                            f" params.yaml has {sorted(params.tasks)}")
-    for t, a in alphas.items():
-        if a is None:  # not estimated: the task took no step this epoch
-            continue
-        if isinstance(a, bool) or not isinstance(a, (int, float)):
-            raise ArtifactError(f"{layout.alpha_path(seed, epoch_id)}: α of task {t!r} is "
-                                f"{a!r}; expected a number or null")
-        check_finite(a, f"seed {seed}, epoch {epoch_id}: α of task {t!r} "
-                        f"in {layout.alpha_path(seed, epoch_id)}")
+    record = read_alpha_record(layout.alpha_path(seed, epoch_id), epoch_id, digest,
+                               list(params.tasks))
+    alphas = record["alpha"]  # null: not estimated, the task took no step this epoch
     method = AlphaVIL(ctx)
     paths = _delta_paths(params, seed, epoch_id)
     accepted = merge_accepted(record)
@@ -218,6 +200,27 @@ def merge(seed: int, epoch_id: str, cli_overrides: dict,
     save_checkpoint(layout.checkpoint_dir("alphavil", seed, epoch_id), merged,
                     {"epoch": epoch_id, "n": epoch.n, "method": "alphavil", "seed": seed,
                      **new_state})
+
+
+def read_alpha_record(path: Path, epoch_id: str, digest: str, tasks: list[str]) -> dict:
+    """The α file estimate_alpha wrote for this epoch from this θ, checked entry by entry."""
+    record = read_json(path)
+    if record.get("epoch") != epoch_id:
+        raise field_error(path, "epoch", repr(epoch_id), record.get("epoch"))
+    if record.get("base") != digest:
+        raise ArtifactError(f"{path}: α was fitted on checkpoint {record.get('base')}, "
+                            f"not {digest}; re-run estimate_alpha")
+    check_task_values(path, "alpha", record.get("alpha"), tasks, nullable=True)
+    guard = record.get("guard", {})
+    if not isinstance(guard, dict):
+        raise field_error(path, "guard", "an object", guard)
+    if guard:
+        if not isinstance(guard.get("accepted"), bool):
+            raise field_error(path, "guard.accepted", "true or false", guard.get("accepted"))
+        for key in ("dev_loss_fitted", "dev_loss_theta"):
+            if not is_number(guard.get(key)):
+                raise field_error(path, f"guard.{key}", "a number", guard.get(key))
+    return record
 
 
 # --- baselines: one stage per (method, seed) ------------------------------------------
@@ -248,6 +251,18 @@ def train_method(method_name: str, seed: int, params_path: str | Path = "params.
 
 # --- evaluate -------------------------------------------------------------------------
 
+def _check_reported_state(state: dict, params: Params, folder: Path, epoch_id: str) -> None:
+    """What the report reads from an αVIL checkpoint's state: w (and α) per task and
+    whether the guard refused the merge."""
+    check_weights(state, params, folder)
+    if epoch_id != "base":
+        check_task_values(folder / "state.json", "alpha", state.get("alpha"),
+                          list(params.tasks), nullable=True)
+    if not isinstance(state.get("merge_rejected", False), bool):
+        raise field_error(folder / "state.json", "merge_rejected", "true or false",
+                          state["merge_rejected"])
+
+
 def evaluate(params_path: str | Path = "params.yaml") -> None:
     from .nlu.prefix_cache import cached_frozen_prefix
     from .report import write_reports
@@ -275,9 +290,13 @@ def evaluate(params_path: str | Path = "params.yaml") -> None:
                 for ep_id, n in epochs:
                     folder = layout.checkpoint_dir(method_name, seed, ep_id)
                     if folder not in by_folder:
-                        theta, state = load_checkpoint(folder)
+                        theta, state = load_checkpoint(
+                            folder, seed=seed, epoch=ep_id,
+                            method="base" if ep_id == "base" else method_name)
                         check_compatible(str(folder), theta, trainable_state(ctx.model),
                                          subset=False)
+                        if method_name == "alphavil":
+                            _check_reported_state(state, params, folder, ep_id)
                         load_trainable(ctx.model, theta)
                         by_folder[folder] = {
                             "dev": eval_split(ctx.model, dev, ctx.target),

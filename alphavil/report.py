@@ -37,22 +37,50 @@ def _mean_std(values: list[float]) -> tuple[float, float]:
     return float(arr.mean()), float(arr.std(ddof=1)) if len(arr) > 1 else 0.0
 
 
-def paired_comparison(a: list[float], b: list[float], seed: int = 0,
-                      n_boot: int = 10_000) -> dict:
-    """Mean of a − b over paired seeds, a bootstrap 95% CI, and a paired t-test p-value
-    (None where fewer than two seeds or zero variance make it undefined)."""
-    diff = np.asarray(a, dtype=np.float64) - np.asarray(b, dtype=np.float64)
-    out = {"mean_diff": float(diff.mean()), "n": int(len(diff)), "wins": int((diff > 0).sum()),
-           "ci95_low": None, "ci95_high": None, "p_value": None}
-    if len(diff) >= 2:
-        rng = np.random.default_rng(seed)
-        boots = diff[rng.integers(0, len(diff), size=(n_boot, len(diff)))].mean(1)
-        out["ci95_low"], out["ci95_high"] = (float(np.quantile(boots, 0.025)),
-                                             float(np.quantile(boots, 0.975)))
-        if diff.std() > 0:
-            from scipy.stats import ttest_rel
+def mean_estimated(values: list[float | None]) -> tuple[float | None, int]:
+    """Mean over the seeds where α was estimated, and how many they are. α is None where the
+    task took no step (weight 0): averaging in a stand-in value would invent a number."""
+    known = [v for v in values if v is not None]
+    return (float(np.mean(known)) if known else None), len(known)
 
-            out["p_value"] = float(ttest_rel(a, b).pvalue)
+
+# Differences closer than this count as equal: accuracies are multiples of 1/N, and two
+# seeds with the same difference can differ in the last bits after the subtraction.
+_SAME = 1e-12
+
+
+def paired_comparison(a: list[float], b: list[float]) -> dict:
+    """Mean of a − b over paired seeds with one model for both the interval and the test:
+    the paired t-test's two-sided p-value and its 95% t interval,
+    mean ± t_{0.975, n−1}·sd/√n, so the interval excludes 0 exactly when p < 0.05.
+    Both are None where t is undefined: fewer than two seeds, or the same difference on
+    every seed (zero variance)."""
+    from scipy.stats import t as student_t
+
+    diff = np.asarray(a, dtype=np.float64) - np.asarray(b, dtype=np.float64)
+    n, mean = len(diff), float(diff.mean())
+    out = {"mean_diff": mean, "n": n, "wins": int((diff > 0).sum()),
+           "ci95_low": None, "ci95_high": None, "p_value": None}
+    if n >= 2 and np.ptp(diff) > _SAME:
+        se = float(diff.std(ddof=1)) / math.sqrt(n)
+        half = float(student_t.ppf(0.975, n - 1)) * se
+        out["ci95_low"], out["ci95_high"] = mean - half, mean + half
+        out["p_value"] = float(2 * student_t.sf(abs(mean) / se, n - 1))
+    return out
+
+
+def holm(pvalues: dict[str, float | None]) -> dict[str, float | None]:
+    """Holm's step-down correction over the k comparisons that have a p-value: the i-th
+    smallest is multiplied by k − i + 1, kept at least as large as the one before and capped
+    at 1. It bounds the chance of any false "αVIL beats X" among the k baselines by 5%
+    at p_holm < 0.05, without assuming the comparisons independent (they share αVIL's runs).
+    A comparison without a p-value stays None and does not count in k."""
+    tested = sorted((p, name) for name, p in pvalues.items() if p is not None)
+    out: dict[str, float | None] = dict.fromkeys(pvalues)
+    running = 0.0
+    for i, (p, name) in enumerate(tested):
+        running = max(running, min(1.0, (len(tested) - i) * p))
+        out[name] = running
     return out
 
 
@@ -87,8 +115,11 @@ def summarise(params: Params, records: list[dict], metric: str | None = None) ->
                             for s in params.seeds]
             entry["final_weight"] = {t: _mean_std([r["weights"][t] for r in finals_state])[0]
                                      for t in params.tasks}
-            entry["final_alpha"] = {t: _mean_std([r["alpha"][t] for r in finals_state])[0]
-                                    for t in params.tasks}
+            alpha = {t: mean_estimated([r["alpha"][t] for r in finals_state])
+                     for t in params.tasks}
+            # null where no seed estimated it; final_alpha_seeds: how many seeds did
+            entry["final_alpha"] = {t: a for t, (a, _) in alpha.items()}
+            entry["final_alpha_seeds"] = {t: k for t, (_, k) in alpha.items()}
             if params.section("alpha").get("guard", False):
                 refused = [f"s{r['seed']} {r['epoch']}" for seed in params.seeds
                            for r in by_run[(method, seed)] if r.get("merge_rejected")]
@@ -97,8 +128,11 @@ def summarise(params: Params, records: list[dict], metric: str | None = None) ->
         summary["methods"][method] = entry
         finals[method] = final_test
     if "alphavil" in finals:
-        summary["alphavil_vs"] = {m: paired_comparison(finals["alphavil"], v)
-                                  for m, v in finals.items() if m != "alphavil"}
+        vs = {m: paired_comparison(finals["alphavil"], v)
+              for m, v in finals.items() if m != "alphavil"}
+        for m, p in holm({m: c["p_value"] for m, c in vs.items()}).items():
+            vs[m]["p_holm"] = p
+        summary["alphavil_vs"] = vs
     return summary
 
 
@@ -108,10 +142,22 @@ def _fmt(x: float | None, pct: bool = True) -> str:
     return f"{100 * x:.2f}" if pct else f"{x:.3g}"
 
 
+def _p(p: float | None) -> str:
+    return f"{p:.3g}" if p is not None else "n/a"
+
+
+def alpha_cell(mean: float | None, k: int, n: int) -> str:
+    """α over seeds: "–" where no seed estimated it, and "(k/n)" where only k of n did."""
+    if mean is None:
+        return "–"
+    return f"{mean:.3f}" + (f" ({k}/{n})" if k < n else "")
+
+
 def markdown(summary: dict, params: Params, aw: dict | None = None) -> str:
     metric = summary["metric"]
+    seeds = summary["seeds"]
     lines = [f"# Target task `{summary['target']}`: test {metric} (%) after "
-             f"{summary['epochs']} epochs, {summary['seeds']} seeds", "",
+             f"{summary['epochs']} epochs, {seeds} seeds", "",
              "| method | final test (mean ± std) | final dev | best-on-dev test | per seed |",
              "|---|---|---|---|---|"]
     for method, e in summary["methods"].items():
@@ -120,34 +166,50 @@ def markdown(summary: dict, params: Params, aw: dict | None = None) -> str:
                      f"| {_fmt(e['best_dev']['test'])} ± {_fmt(e['best_dev']['test_std'])} "
                      f"| {per_seed} |")
     if summary.get("alphavil_vs"):
+        vs = summary["alphavil_vs"]
+        k = sum(c["p_value"] is not None for c in vs.values())
         lines += ["", "## αVIL minus each baseline (paired over seeds, final test "
                   f"{metric}, percentage points)", "",
-                  "| baseline | mean diff | 95% bootstrap CI | paired t-test p | αVIL wins |",
-                  "|---|---|---|---|---|"]
-        for m, c in summary["alphavil_vs"].items():
+                  "| baseline | mean diff | 95% t CI | p (paired t) | "
+                  f"p (Holm, {k} baseline{'s' * (k != 1)}) | αVIL wins |",
+                  "|---|---|---|---|---|---|"]
+        for m, c in vs.items():
             ci = (f"[{_fmt(c['ci95_low'])}, {_fmt(c['ci95_high'])}]"
                   if c["ci95_low"] is not None else "n/a")
-            p = f"{c['p_value']:.3g}" if c["p_value"] is not None else "n/a"
-            lines.append(f"| {m} | {_fmt(c['mean_diff'])} | {ci} | {p} | {c['wins']}/{c['n']} |")
+            lines.append(f"| {m} | {_fmt(c['mean_diff'])} | {ci} | {_p(c['p_value'])} "
+                         f"| {_p(c['p_holm'])} | {c['wins']}/{c['n']} |")
+        lines += ["", "Two-sided paired t-test on the per-seed differences; the CI is the same "
+                  "test's interval, mean ± t(0.975, n−1)·sd/√n, so it excludes 0 exactly when "
+                  "p < 0.05. Holm corrects p for comparing αVIL with the k baselines that have "
+                  "one. n/a: fewer than 2 seeds, or the same difference on every seed."]
     if "alphavil" in summary["methods"]:
         e = summary["methods"]["alphavil"]
         lines += ["", "## αVIL's final task weights and α (mean over seeds)", "",
                   "| task | weight w | last α |", "|---|---|---|"]
         for t in params.tasks:
-            lines.append(f"| {t} | {e['final_weight'][t]:.3f} | {e['final_alpha'][t]:.3f} |")
+            a = alpha_cell(e["final_alpha"][t], e["final_alpha_seeds"][t], seeds)
+            lines.append(f"| {t} | {e['final_weight'][t]:.3f} | {a} |")
         if "merges_rejected" in e:
-            merges = summary["seeds"] * summary["epochs"]
+            merges = seeds * summary["epochs"]
             at = (f" (θ and the weights carried over): {', '.join(e['merges_rejected_at'])}"
                   if e["merges_rejected"] else "")
             lines += ["", f"`alpha.guard` refused {e['merges_rejected']} of {merges} "
                       f"merges{at}."]
     if aw:
         tasks = list(aw)
+        guard = "merges_rejected" in summary["methods"].get("alphavil", {})
+        extra = [" merges refused (alpha.guard) |"] if guard else [""]
         lines += ["", "## αVIL per epoch: α / task weight w (mean over seeds)", "",
-                  "| epoch | " + " | ".join(tasks) + " |", "|---" * (len(tasks) + 1) + "|"]
+                  "| epoch | " + " | ".join(tasks) + " |" + extra[0],
+                  "|---" * (len(tasks) + 1 + guard) + "|"]
         for i, row in enumerate(aw[tasks[0]]):
-            cells = [f"{aw[t][i][1]:.3f} / {aw[t][i][2]:.3f}" for t in tasks]
-            lines.append(f"| {row[0]} | " + " | ".join(cells) + " |")
+            cells = [f"{alpha_cell(aw[t][i][1], aw[t][i][3], seeds)} / {aw[t][i][2]:.3f}"
+                     for t in tasks]
+            refused = f" {row[4]}/{seeds} |" if guard else ""
+            lines.append(f"| {row[0]} | " + " | ".join(cells) + " |" + refused)
+        lines += ["", "α is averaged over the seeds where it was estimated: (k/n) where only k "
+                  "of n seeds estimated it, – where none did. A task at weight 0 takes no "
+                  "fine-tune step, so its α is not estimated (null in per_epoch.json)."]
     return "\n".join(lines) + "\n"
 
 
@@ -155,19 +217,29 @@ def _write_csv(path: Path, header: list[str], rows: list[list]) -> None:
     buf = io.StringIO()
     w = csv.writer(buf, lineterminator="\n")
     w.writerow(header)
-    w.writerows(rows)
+    # None (α not estimated) -> NaN: `dvc plots show` leaves a gap there; an empty cell
+    # would reach its Vega-Lite template as "" and be drawn as 0
+    w.writerows([["NaN" if v is None else v for v in row] for row in rows])
     write_text(path, buf.getvalue())
 
 
+TARGET_CSV = ["epoch", "dev", "test", "dev_min", "dev_max"]
+ALPHA_CSV = ["epoch", "alpha", "weight", "alpha_seeds", "merges_refused"]
+
+
 def curves(params: Params, records: list[dict], metric: str) -> tuple[dict, dict]:
-    """Mean over seeds, per method and epoch count n: dev/test metric; and αVIL's α, w."""
+    """Per method and epoch count n, over seeds: mean dev/test metric and the dev min–max
+    (rows as TARGET_CSV); αVIL's α (mean over the seeds that estimated it, None if none
+    did), mean weight, how many seeds estimated α and how many merges alpha.guard refused
+    (rows as ALPHA_CSV)."""
     acc: dict[str, list[list]] = {}
     for method in params.methods:
         rows = []
         for n in range(len(params.epochs) + 1):
             rs = [r for r in records if r["method"] == method and r["n"] == n]
-            rows.append([n, float(np.mean([r["dev"][metric] for r in rs])),
-                         float(np.mean([r["test"][metric] for r in rs]))])
+            dev = [r["dev"][metric] for r in rs]
+            rows.append([n, float(np.mean(dev)), float(np.mean([r["test"][metric] for r in rs])),
+                         float(np.min(dev)), float(np.max(dev))])
         acc[method] = rows
     aw: dict[str, list[list]] = {}
     if "alphavil" in params.methods:
@@ -175,41 +247,83 @@ def curves(params: Params, records: list[dict], metric: str) -> tuple[dict, dict
             rows = []
             for e in params.epochs:
                 rs = [r for r in records if r["method"] == "alphavil" and r["n"] == e.n]
-                rows.append([e.n, float(np.mean([r["alpha"][t] for r in rs])),
-                             float(np.mean([r["weights"][t] for r in rs]))])
+                alpha, k = mean_estimated([r["alpha"][t] for r in rs])
+                rows.append([e.n, alpha, float(np.mean([r["weights"][t] for r in rs])), k,
+                             sum(bool(r.get("merge_rejected")) for r in rs)])
             aw[t] = rows
     return acc, aw
 
 
-def plot_png(path: Path, acc: dict, aw: dict, metric: str, target: str) -> None:
+REFUSED_LABEL = "merge refused (alpha.guard)"
+
+
+def _accuracy_panel(ax, acc: dict, metric: str, target: str, seeds: int) -> None:
+    # θ_0 (epoch 0) is one checkpoint shared by every method, near chance from a random
+    # initialisation; drawn, it stretches the axis until the methods overlap. The panel
+    # starts at epoch 1 and states θ_0's score in the axis label instead.
+    shift = 0.06  # each method's min–max bar a little to the side, so the bars stay apart
+    for i, (method, rows) in enumerate(acc.items()):
+        rows = [r for r in rows if r[0] > 0]
+        x = [r[0] + (i - (len(acc) - 1) / 2) * shift for r in rows]
+        mean = [r[1] for r in rows]
+        ax.errorbar(x, mean, yerr=[[m - r[3] for m, r in zip(mean, rows)],
+                                   [r[4] - m for m, r in zip(mean, rows)]],
+                    marker="o", ms=4, capsize=3, color=f"C{i}", label=method)
+    base = next(iter(acc.values()))[0][1]
+    ax.set(xlabel=f"epoch   (epoch 0: θ₀, every method, {base:.3g}; not drawn)",
+           ylabel=f"target dev {metric}",
+           title=f"target `{target}`: mean over {seeds} seeds, bars min–max")
+    ax.legend(fontsize=8)
+
+
+def _alpha_panel(ax, aw: dict, seeds: int) -> None:
+    for i, (t, rows) in enumerate(aw.items()):
+        x = [r[0] for r in rows]
+        # NaN breaks the line: an epoch where no seed estimated α stays a gap
+        ax.plot(x, [math.nan if r[1] is None else r[1] for r in rows], marker="o",
+                color=f"C{i}", label=f"α {t}")
+        ax.plot(x, [r[2] for r in rows], ls="--", color=f"C{i}", label=f"w {t}")
+        for r in rows:
+            if r[1] is not None and r[3] < seeds:  # a mean over fewer seeds: say how many
+                ax.annotate(f"{r[3]}/{seeds}", (r[0], r[1]), textcoords="offset points",
+                            xytext=(5, 4), fontsize=7, color=f"C{i}")
+    refused = [(r[0], r[4]) for r in next(iter(aw.values())) if r[4]]
+    if refused:
+        ax.margins(y=0.15)  # headroom for the counts above the data
+    for j, (n, k) in enumerate(refused):
+        # a shaded column, not a point: a refusal is per seed, the α drawn is a mean
+        ax.axvspan(n - 0.12, n + 0.12, color="red", alpha=0.12, lw=0,
+                   label=REFUSED_LABEL if j == 0 else None)
+        ax.text(n, 0.985, f"{k}/{seeds} seeds", transform=ax.get_xaxis_transform(),
+                ha="center", va="top", fontsize=7, color="red")
+    ax.axhline(1.0, color="grey", lw=0.5)
+    ax.set(xlabel="epoch", ylabel="value",
+           title="αVIL: α (solid; gap: not estimated), weight (dashed)")
+    ax.legend(fontsize=8)
+
+
+def curves_figure(acc: dict, aw: dict, metric: str, target: str, seeds: int):
+    """The target's dev curve per method and, with αVIL, its α and weights per epoch."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
-
-    ncols = 2 if aw else 1
-    fig, axes = plt.subplots(1, ncols, figsize=(5.5 * ncols, 4), squeeze=False)
-    ax = axes[0, 0]
-    for method, rows in acc.items():
-        ax.plot([r[0] for r in rows], [r[1] for r in rows], marker="o", label=method)
-    ax.set(xlabel="epoch", ylabel=f"target dev {metric}", title=f"target `{target}` (mean over seeds)")
-    ax.legend()
-    if aw:
-        ax = axes[0, 1]
-        for i, (t, rows) in enumerate(aw.items()):
-            color = f"C{i}"
-            ax.plot([r[0] for r in rows], [r[1] for r in rows], marker="o", color=color,
-                    label=f"α {t}")
-            ax.plot([r[0] for r in rows], [r[2] for r in rows], ls="--", color=color,
-                    label=f"w {t}")
-        ax.axhline(1.0, color="grey", lw=0.5)
-        ax.set(xlabel="epoch", ylabel="value", title="αVIL: α (solid), task weight (dashed)")
-        ax.legend(fontsize=8)
     from matplotlib.ticker import MaxNLocator
 
+    fig, axes = plt.subplots(1, 2 if aw else 1, figsize=(5.5 * (2 if aw else 1), 4.2),
+                             squeeze=False)
+    _accuracy_panel(axes[0, 0], acc, metric, target, seeds)
+    if aw:
+        _alpha_panel(axes[0, 1], aw, seeds)
     for ax in axes[0]:
         ax.xaxis.set_major_locator(MaxNLocator(integer=True))  # epochs are whole numbers
     fig.tight_layout()
+    return fig
+
+
+def save_png(path: Path, fig) -> None:
+    import matplotlib.pyplot as plt
+
     with atomic_path(path) as tmp:
         # fixed metadata so the PNG is byte-identical between runs
         fig.savefig(tmp, format="png", dpi=100, metadata={"Software": None})
@@ -225,8 +339,9 @@ def write_reports(params: Params, records: list[dict], out: Path = layout.METRIC
     write_json(out / "per_epoch.json", {"records": records})
     plots = out / "plots"
     for method, rows in acc.items():
-        _write_csv(plots / "target" / f"{method}.csv", ["epoch", "dev", "test"], rows)
+        _write_csv(plots / "target" / f"{method}.csv", TARGET_CSV, rows)
     for t, rows in aw.items():
-        _write_csv(plots / "alphavil" / f"{t}.csv", ["epoch", "alpha", "weight"], rows)
-    plot_png(plots / "curves.png", acc, aw, summary["metric"], params.target)
+        _write_csv(plots / "alphavil" / f"{t}.csv", ALPHA_CSV, rows)
+    save_png(plots / "curves.png", curves_figure(acc, aw, summary["metric"], params.target,
+                                                 len(params.seeds)))
     return summary

@@ -41,6 +41,15 @@ def fit_first_epoch_alpha(seed: int = 0) -> None:
     pipeline.estimate_alpha(seed, "ep0", {})
 
 
+def flip_a_tensor_byte(path: Path) -> None:
+    """Flip one bit in the middle of a safetensors file's tensor data (after its header):
+    the file stays readable, with one value slightly changed: silent damage."""
+    data = bytearray(path.read_bytes())
+    start = 8 + int.from_bytes(data[:8], "little")
+    data[start + (len(data) - start) // 2] ^= 1
+    path.write_bytes(bytes(data))
+
+
 @pytest.fixture
 def tiny():
     return tiny_raw

@@ -62,10 +62,13 @@ def test_two_gloo_processes_give_the_same_delta_and_baseline(workdir, launcher):
 
     two_delta, two_meta = load_tensors(layout.delta_path(0, "ep0", "left"))
     assert two_meta == one_meta  # same base checkpoint, same example count
+    # docs/scale-out.md: the one-process result up to float rounding
     _assert_close(two_delta, one_delta)
     two_diw, _ = load_checkpoint(layout.checkpoint_dir("diw", 0, "ep1"))
     _assert_close(two_diw, one_diw)
-    # and it really was split: the sum of shard losses is not bit-identical to the mean
-    assert any(not torch.equal(two_delta[n], one_delta[n]) for n in one_delta)
+    # which says something only if training moved θ by far more than the tolerance
+    theta0, _ = load_checkpoint(layout.base_dir(0))
+    assert max(float(d.abs().max()) for d in one_delta.values()) > 1e-3
+    assert max(float((one_diw[n] - theta0[n]).abs().max()) for n in theta0) > 1e-3
     # rank 0 alone wrote: no stray temp files from the other rank
     assert not list(root.rglob("*.tmp"))

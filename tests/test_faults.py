@@ -3,19 +3,22 @@ file, before compute and never as a silent wrong merge. (More invalid-params cas
 tests/test_config.py.)"""
 
 import json
+import os
 import re
 import shutil
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
 import torch
 import yaml
-from safetensors.torch import save_file
 
 from alphavil import layout, pipeline
-from alphavil.artifacts import ArtifactError, load_tensors, save_delta
+from alphavil.artifacts import (ArtifactError, load_checkpoint, load_tensors, read_json,
+                                save_delta, save_tensors)
 from alphavil.config import ParamsError, load_params, validate
-from conftest import ROOT, fit_first_epoch_alpha, tiny_raw
+from conftest import ROOT, fit_first_epoch_alpha, flip_a_tensor_byte, tiny_raw
 
 # --- params.yaml: kinds of mistakes test_config.py does not cover ----------------------
 
@@ -166,7 +169,8 @@ def _flip_header_length(p: Path):
     p.write_bytes(bytes(data))
 
 
-DAMAGE = [_garbage, _truncate_half, _cut_tail, _empty, _pickle, _flip_header_length]
+DAMAGE = [_garbage, _truncate_half, _cut_tail, _empty, _pickle, _flip_header_length,
+          flip_a_tensor_byte]
 
 
 @pytest.mark.parametrize("damage", DAMAGE, ids=lambda f: f.__name__.strip("_"))
@@ -181,17 +185,127 @@ def test_damaged_file_stops_the_merge_naming_it(epoch0, damage, victim):
     assert not layout.checkpoint_dir("alphavil", 0, "ep0").exists()
 
 
-def test_corrupt_state_json_and_alpha_json_are_named(epoch0):
-    alpha_path = layout.alpha_path(0, "ep0")
-    text = alpha_path.read_text()
-    alpha_path.write_text(text[: len(text) // 2])
-    with pytest.raises(ArtifactError, match=re.escape(str(alpha_path)) + ": corrupt JSON"):
+@pytest.mark.parametrize("stage", ["finetune", "estimate_alpha"])
+def test_a_flipped_byte_in_the_prepared_data_is_refused(epoch0, stage):
+    path = layout.DATA / ("train.safetensors" if stage == "finetune" else "dev.safetensors")
+    flip_a_tensor_byte(path)
+    before = layout.delta_path(0, "ep0", "left").read_bytes()
+    run = {"finetune": lambda: pipeline.finetune(0, "ep0", "left", {}),
+           "estimate_alpha": lambda: pipeline.estimate_alpha(0, "ep0", {})}[stage]
+    with pytest.raises(ArtifactError, match=f"^{re.escape(str(path))}: tensor data does not"):
+        run()
+    assert layout.delta_path(0, "ep0", "left").read_bytes() == before
+
+
+def test_a_prepared_split_copied_onto_another_is_refused(epoch0):
+    shutil.copy(layout.DATA / "train.safetensors", layout.DATA / "dev.safetensors")
+    with pytest.raises(ArtifactError, match=r"dev\.safetensors: holds the 'train' split"):
+        pipeline.estimate_alpha(0, "ep0", {})
+
+
+# --- JSON artifacts: malformed, non-finite or of another run --------------------------
+
+def _json_edit(change):
+    def edit(text):
+        obj = json.loads(text)
+        change(obj)
+        return json.dumps(obj)  # json writes NaN / Infinity, as a hand edit could
+    return edit
+
+
+def _truncate(text):
+    return text[: len(text) // 2]
+
+
+ALPHA = str(layout.alpha_path(0, "ep0"))
+STATE = str(layout.base_dir(0) / "state.json")
+META = str(layout.DATA / "meta.json")
+BAD_JSON = [  # (file, edit, what the message says after "<file>: ")
+    (ALPHA, _truncate, "corrupt JSON"),
+    (ALPHA, _json_edit(lambda r: r["alpha"].update(right=float("nan"))), "non-finite number NaN"),
+    (ALPHA, _json_edit(lambda r: r["alpha"].update(right=float("inf"))),
+     "non-finite number Infinity"),
+    (ALPHA, lambda t: t.replace('"alpha": {', '"alpha": {"x": 1e999, ', 1),
+     "non-finite number 1e999"),
+    (ALPHA, _json_edit(lambda r: r["alpha"].update(right="1.2")),
+     r"alpha\.right: expected a number or null, got '1\.2'"),
+    (ALPHA, _json_edit(lambda r: r["alpha"].pop("right")),
+     r"alpha: expected a number for each of the tasks \['left', 'right'\]"),
+    (ALPHA, _json_edit(lambda r: r.update(guard=[])), "guard: expected an object"),
+    (ALPHA, _json_edit(lambda r: r.update(guard={"accepted": "yes"})),
+     "guard.accepted: expected true or false"),
+    (ALPHA, _json_edit(lambda r: r.update(epoch="ep1")), "epoch: expected 'ep0', got 'ep1'"),
+    (ALPHA, lambda t: f"[{t}]", "expected a JSON object, got list"),
+    (STATE, lambda t: "{", "corrupt JSON"),
+    (STATE, _json_edit(lambda s: s["weights"].update(right=float("nan"))),
+     "non-finite number NaN"),
+    (STATE, _json_edit(lambda s: s["weights"].update(right=True)),
+     r"weights\.right: expected a number, got True"),
+    (STATE, _json_edit(lambda s: s.pop("weights")), "weights: expected a number for each"),
+    (META, _truncate, "corrupt JSON"),
+    (META, _json_edit(lambda m: m.update(image_size=float("nan"))), "non-finite number NaN"),
+    (META, _json_edit(lambda m: m["tasks"]["left"].update(num_classes="10")),
+     r"tasks\.left\.num_classes: expected an integer >= 1, got '10'"),
+    (META, _json_edit(lambda m: m.update(tasks=["left", "right"])), "tasks: expected an object"),
+    (META, _json_edit(lambda m: m["tasks"].pop("right")), r"prepared data lacks tasks \['right'\]"),
+    (META, _json_edit(lambda m: m.update(setting="audio")), "setting: expected 'vision' or 'nlu'"),
+]
+
+
+@pytest.mark.parametrize("path,edit,message", BAD_JSON,
+                         ids=[f"{Path(p).name}-{m[:30]}" for p, _, m in BAD_JSON])
+def test_a_bad_json_artifact_stops_the_stage_naming_the_file(epoch0, path, edit, message):
+    Path(path).write_text(edit(Path(path).read_text()))
+    with pytest.raises(ArtifactError) as err:
         pipeline.merge(0, "ep0", {})
-    alpha_path.write_text(text)
-    state = layout.base_dir(0) / "state.json"
-    state.write_text("{")
-    with pytest.raises(ArtifactError, match=re.escape(str(state))):
-        pipeline.merge(0, "ep0", {})
+    assert re.match(f"{re.escape(path)}: {message}", str(err.value)), str(err.value)
+    assert "\n" not in str(err.value)
+    assert not layout.checkpoint_dir("alphavil", 0, "ep0").exists()
+
+
+@pytest.mark.parametrize("path", [ALPHA, STATE, META], ids=lambda p: Path(p).name)
+def test_the_stage_script_prints_one_error_line_naming_the_file(epoch0, path):
+    """What a user sees: cli.run turns the ArtifactError into one line and exit status 2."""
+    text = Path(path).read_text()
+    Path(path).write_text(re.sub(r"(?<=: )\d+\.\d+(e-?\d+)?", "NaN", text, count=1))
+    assert "NaN" in Path(path).read_text()
+    proc = subprocess.run([sys.executable, str(ROOT / "stages/merge.py"), "--seed", "0",
+                           "--epoch", "ep0"], capture_output=True, text=True,
+                          env={**os.environ, "PYTHONPATH": str(ROOT)})
+    assert proc.returncode == 2, proc.stderr
+    assert proc.stderr.splitlines() == [f"error: {path}: non-finite number NaN; "
+                                        "JSON artifacts hold finite numbers only"]
+
+
+def test_another_seeds_theta0_copied_into_place_is_refused(workdir):
+    workdir(seeds=[0, 1])
+    for seed in (0, 1):
+        pipeline.train_base(seed)
+    s0 = layout.base_dir(0)
+    shutil.rmtree(s0)
+    shutil.copytree(layout.base_dir(1), s0)
+    with pytest.raises(ArtifactError, match=f"^{re.escape(str(s0 / 'state.json'))}: is the "
+                                            "checkpoint of seed 1, expected 0"):
+        pipeline.finetune(0, "ep0", "left", {})
+    # only its weights copied: the two files of the folder disagree
+    pipeline.train_base(0)
+    shutil.copy(layout.base_dir(1) / "model.safetensors", s0 / "model.safetensors")
+    with pytest.raises(ArtifactError, match="state.json is of seed 0, model.safetensors of 1"):
+        pipeline.finetune(0, "ep0", "left", {})
+    assert not layout.delta_path(0, "ep0", "left").exists()
+
+
+def test_a_checkpoint_of_another_method_and_epoch_is_refused(epoch0):
+    """θ_0 copied where the merge of ep0 belongs: its weights are valid for the model and
+    its state has task weights, so only its identity tells."""
+    pipeline.merge(0, "ep0", {})
+    ep0 = layout.checkpoint_dir("alphavil", 0, "ep0")
+    shutil.rmtree(ep0)
+    shutil.copytree(layout.base_dir(0), ep0)
+    with pytest.raises(ArtifactError, match=f"^{re.escape(str(ep0 / 'state.json'))}: is the "
+                                            "checkpoint of method 'base', expected 'alphavil'"):
+        pipeline.finetune(0, "ep1", "left", {})
+    assert not layout.delta_path(0, "ep1", "left").exists()
 
 
 def test_delta_from_another_model_is_refused(epoch0):
@@ -200,7 +314,7 @@ def test_delta_from_another_model_is_refused(epoch0):
     delta, meta = load_tensors(path)
     name = next(n for n in delta if n.startswith("trunk.") and delta[n].dim() == 4)
     delta[name] = torch.zeros(delta[name].shape[0] * 2, *delta[name].shape[1:])
-    save_file(delta, str(path), metadata=meta)
+    save_tensors(path, delta, meta)  # a consistent digest: the shape check must catch it
     with pytest.raises(ArtifactError, match=rf"{re.escape(str(path))}: parameter '{name}' is"):
         pipeline.merge(0, "ep0", {})
 
@@ -209,7 +323,7 @@ def test_delta_of_a_parameter_the_model_lacks_is_refused(epoch0):
     path = layout.delta_path(0, "ep0", "left")
     delta, meta = load_tensors(path)
     delta["heads.middle.weight"] = torch.zeros(3, 3)
-    save_file(delta, str(path), metadata=meta)
+    save_tensors(path, delta, meta)
     with pytest.raises(ArtifactError, match="has parameters the model does not have"):
         pipeline.merge(0, "ep0", {})
 
@@ -245,12 +359,21 @@ def test_checkpoint_of_another_model_is_refused(epoch0, monkeypatch):
 
 
 @pytest.mark.parametrize("dtype", ["bfloat16", "float64"])
-def test_narrow_and_wide_deltas_merge(workdir, dtype):
+def test_narrow_and_wide_deltas_merge_as_theta_plus_alpha_delta(workdir, dtype):
     workdir(alphavil={"delta_dtype": dtype})
     fit_first_epoch_alpha()
     pipeline.merge(0, "ep0", {})
-    delta, _ = load_tensors(layout.delta_path(0, "ep0", "left"))
-    assert {t.dtype for t in delta.values()} == {getattr(torch, dtype)}
+    theta, _ = load_checkpoint(layout.base_dir(0))
+    alpha = read_json(layout.alpha_path(0, "ep0"))["alpha"]
+    deltas = {t: load_tensors(layout.delta_path(0, "ep0", t))[0] for t in alpha}
+    assert {d.dtype for t in deltas for d in deltas[t].values()} == {getattr(torch, dtype)}
+    merged, _ = load_checkpoint(layout.checkpoint_dir("alphavil", 0, "ep0"))
+    for name, value in theta.items():
+        expected = value.double() + sum(alpha[t] * d[name].double()
+                                        for t, d in deltas.items() if name in d)
+        assert merged[name].dtype == value.dtype
+        torch.testing.assert_close(merged[name], expected.float(), rtol=1e-6, atol=0)
+    assert any(not torch.equal(merged[n], theta[n]) for n in theta)
 
 
 def test_no_pickle_based_loading_anywhere():
@@ -267,15 +390,15 @@ def test_no_pickle_based_loading_anywhere():
 
 # --- NaN / inf: stop naming the task and the epoch -------------------------------------
 
-def test_nan_training_loss_names_task_and_epoch(workdir):
+def test_diverging_training_loss_names_task_and_epoch(workdir):
     workdir()
     pipeline.train_base(0)
     state_path = layout.base_dir(0) / "state.json"
     state = json.loads(state_path.read_text())
-    state["weights"]["right"] = float("nan")  # the fine-tune loss is w_k * L_k
+    state["weights"]["right"] = 1e30  # a valid weight; step size w_k·lr makes θ explode
     state_path.write_text(json.dumps(state))
-    with pytest.raises(FloatingPointError,
-                       match=r"epoch ep0, fine-tune of task 'right'.*loss of task 'right' is nan"):
+    with pytest.raises(FloatingPointError, match=r"epoch ep0, fine-tune of task 'right'.*"
+                                                 r"loss of task 'right' is (nan|inf)"):
         pipeline.finetune(0, "ep0", "right", {})
     assert not layout.delta_path(0, "ep0", "right").exists()
 
@@ -288,16 +411,6 @@ def test_exploding_alpha_names_target_and_epoch(epoch0):
     with pytest.raises(FloatingPointError,
                        match=r"seed 0, epoch ep0, α estimation: .*(target task 'left'|α became)"):
         pipeline.estimate_alpha(0, "ep0", {})
-
-
-def test_non_finite_alpha_in_the_alpha_file_stops_the_merge(epoch0):
-    path = layout.alpha_path(0, "ep0")
-    record = json.loads(path.read_text())
-    record["alpha"]["right"] = float("inf")
-    path.write_text(json.dumps(record))  # json writes Infinity; a hand edit could too
-    with pytest.raises(FloatingPointError, match=r"epoch ep0: α of task 'right'.* is inf"):
-        pipeline.merge(0, "ep0", {})
-    assert not layout.checkpoint_dir("alphavil", 0, "ep0").exists()
 
 
 def test_overflowing_merge_names_the_epoch(epoch0):

@@ -45,6 +45,65 @@ def test_run_writes_every_artifact_and_glue_style_metrics(run):
     assert "entail" in (tmp / "metrics/summary.md").read_text()
 
 
+def test_each_reported_score_is_that_of_its_checkpoint(run):
+    """Scored independently: each method's final checkpoint loaded into the model and
+    evaluated on the target's test split (a report that scored one checkpoint for all,
+    or the wrong epoch, fails)."""
+    from alphavil.config import load_params
+    from alphavil.context import RunContext
+    from alphavil.models import load_trainable
+    from alphavil.training import evaluate
+
+    tmp, raw = run
+    params = load_params(tmp / "params.yaml")
+    ctx = RunContext.build(params, 0)
+    test = ctx.split("test", ctx.target)
+    records = json.loads((tmp / "metrics/per_epoch.json").read_text())["records"]
+    last = raw["epochs"][-1]["id"]
+    for method in params.methods:
+        theta, _ = load_checkpoint(tmp / layout.checkpoint_dir(method, 0, last))
+        load_trainable(ctx.model, theta)
+        record = next(r for r in records if r["method"] == method and r["epoch"] == last)
+        assert record["test"] == pytest.approx(evaluate(ctx.model, test, ctx.target)), method
+
+
+def test_evaluate_refuses_a_checkpoint_of_another_method(run):
+    import shutil
+
+    from alphavil.artifacts import ArtifactError
+
+    tmp, _ = run
+    target = tmp / layout.checkpoint_dir("single_task", 0, "ep1")
+    backup = tmp / "single_task-ep1"
+    shutil.copytree(target, backup)
+    try:
+        shutil.rmtree(target)
+        shutil.copytree(tmp / layout.checkpoint_dir("uniform", 0, "ep1"), target)
+        with pytest.raises(ArtifactError, match=r"single_task/s0/ep1/state\.json: is the "
+                                                r"checkpoint of method 'uniform'"):
+            pipeline.evaluate("params.yaml")
+    finally:
+        shutil.rmtree(target)
+        shutil.move(backup, target)
+
+
+def test_evaluate_refuses_an_alphavil_state_the_report_cannot_read(run):
+    from alphavil.artifacts import ArtifactError
+
+    tmp, _ = run
+    path = tmp / layout.checkpoint_dir("alphavil", 0, "ep1") / "state.json"
+    text = path.read_text()
+    try:
+        state = json.loads(text)
+        state["alpha"]["nli"] = "high"
+        path.write_text(json.dumps(state))
+        with pytest.raises(ArtifactError, match=r"ep1/state\.json: alpha\.nli: expected a "
+                                                r"number or null, got 'high'"):
+            pipeline.evaluate("params.yaml")
+    finally:
+        path.write_text(text)
+
+
 def test_frozen_word_embeddings_are_not_stored(run):
     tmp, _ = run
     theta, _ = load_checkpoint(tmp / layout.base_dir(0))

@@ -48,7 +48,12 @@ def test_summary_has_every_method_with_finite_numbers(repo):
         assert c["n"] == 2 and 0 <= c["wins"] <= 2
         diff = s["methods"]["alphavil"]["test"] - s["methods"][m]["test"]
         assert c["mean_diff"] == pytest.approx(diff)
-        assert c["ci95_low"] <= c["mean_diff"] <= c["ci95_high"]
+        if c["p_value"] is None:  # t undefined (the same difference on both seeds)
+            assert c["ci95_low"] is c["ci95_high"] is c["p_holm"] is None
+        else:  # the t interval and the t-test agree
+            assert c["ci95_low"] < c["mean_diff"] < c["ci95_high"]
+            assert (c["ci95_low"] > 0 or c["ci95_high"] < 0) == (c["p_value"] < 0.05)
+            assert c["p_value"] <= c["p_holm"] <= 1
 
 
 def test_markdown_table_and_plots(repo):
@@ -58,7 +63,7 @@ def test_markdown_table_and_plots(repo):
     assert "paired" in md and "α / task weight" in md
     for m in ["alphavil"] + BASELINES:
         rows = repo.read(f"metrics/plots/target/{m}.csv").decode().strip().splitlines()
-        assert rows[0] == "epoch,dev,test" and len(rows) == 1 + 3  # base + 2 epochs
+        assert rows[0] == "epoch,dev,test,dev_min,dev_max" and len(rows) == 1 + 3  # base + 2
     for t in ("left", "right"):
         assert (repo.path / f"metrics/plots/alphavil/{t}.csv").is_file()
     assert (repo.path / "metrics/plots/curves.png").stat().st_size > 1000

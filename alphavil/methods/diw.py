@@ -37,7 +37,7 @@ def kmm_weights(source: torch.Tensor, target: torch.Tensor, *, max_weight: float
     # objective ½βᵀKβ − κᵀβ; a step of 1/λ_max(K) keeps projected gradient stable
     step = 1.0 / largest_eigenvalue(kss).clamp_min(1e-12)
     for _ in range(iterations):
-        beta = normalise((beta - step * (kss @ beta - kappa)), max_weight)
+        beta = project(beta - step * (kss @ beta - kappa), max_weight)
     return beta
 
 
@@ -54,27 +54,21 @@ def largest_eigenvalue(k: torch.Tensor, iterations: int = 30) -> torch.Tensor:
     return v @ (k @ v)
 
 
-def normalise(beta: torch.Tensor, max_weight: float) -> torch.Tensor:
-    """The box-and-mean constraint of KMM: clip to [0, B] and rescale so the mean is 1.
-    Rescaling after clipping can push weights above B again, so find the scale c with
-    mean(clip(c·β, 0, B)) = 1 by bisection (the mean is monotone in c)."""
-    beta = beta.clamp_min(0.0)
-    if float(beta.sum()) <= 0.0:
-        return torch.ones_like(beta)
-    if max_weight * float((beta > 0).double().mean()) < 1.0:
-        # not enough mass can stay below B: fall back to B on the support, the closest
-        # feasible point (max_weight >= 1 is validated, so this only guards odd inputs)
-        return torch.where(beta > 0, torch.full_like(beta, max_weight), beta)
-    lo, hi = 0.0, 1.0
-    while float(beta.mul(hi).clamp(max=max_weight).mean()) < 1.0:
-        hi *= 2.0
-    for _ in range(60):
+def project(beta: torch.Tensor, max_weight: float) -> torch.Tensor:
+    """The Euclidean projection onto KMM's constraint set {0 <= β <= B, mean(β) = 1}:
+    clip(β − τ, 0, B) with the shift τ that makes the mean 1. The mean is non-increasing in
+    τ, so τ is found by bisection between τ = min(β) − B (every weight at B, mean B >= 1:
+    max_weight >= 1 is validated) and τ = max(β) (every weight 0). Projected gradient with
+    this projection converges to KMM's minimiser (a rescaling c·β instead settles short of
+    it)."""
+    lo, hi = float(beta.min()) - max_weight, float(beta.max())
+    for _ in range(100):  # halves a bracket of width <= max(β) - min(β) + B each time
         mid = 0.5 * (lo + hi)
-        if float(beta.mul(mid).clamp(max=max_weight).mean()) < 1.0:
+        if float((beta - mid).clamp(0.0, max_weight).mean()) > 1.0:
             lo = mid
         else:
             hi = mid
-    return beta.mul(hi).clamp(max=max_weight)
+    return (beta - 0.5 * (lo + hi)).clamp(0.0, max_weight)
 
 
 class DIW(JointTraining):

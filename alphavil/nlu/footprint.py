@@ -70,7 +70,8 @@ def sizes(params) -> list[dict]:
 def effect(params, seed: int) -> dict:
     set_determinism(seed)
     ctx = RunContext.build(params, seed)
-    theta, state = load_checkpoint(layout.base_dir(seed))
+    theta, state = load_checkpoint(layout.base_dir(seed), seed=seed, method="base",
+                                   epoch="base")
     p = params.for_epoch(params.epochs[0].id)
     exact = {}
     for task in ctx.tasks:
