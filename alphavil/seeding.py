@@ -7,6 +7,8 @@ import os
 
 import torch
 
+from .config import ParamsError
+
 
 def derive_seed(*parts: object) -> int:
     digest = hashlib.sha256(repr(parts).encode()).digest()
@@ -27,7 +29,7 @@ def configure_threads() -> int:
     machines with different core counts."""
     raw = os.environ.get("ALPHAVIL_THREADS", "1")
     if not raw.isdigit() or int(raw) < 1:
-        raise ValueError(f"ALPHAVIL_THREADS: expected a positive integer, got {raw!r}")
+        raise ParamsError(f"ALPHAVIL_THREADS: expected a positive integer, got {raw!r}")
     n = int(raw)
     if torch.get_num_threads() != n:
         torch.set_num_threads(n)

@@ -22,7 +22,7 @@ from pathlib import Path
 import yaml
 
 from .artifacts import write_text
-from .config import ParamsError, check_data_source, validate
+from .config import ParamsError, check_data_source, read_yaml, validate
 
 HEADER = ("# Written by `python -m alphavil.study {config}`: params.yaml with the overlays'\n"
           "# top-level keys replaced. Back to the default: git checkout params.yaml && dvc checkout\n")
@@ -44,10 +44,10 @@ def merged_params(config_paths: Path | list[Path],
     for path in [*configs, params_path]:
         if not path.is_file():
             raise ParamsError(f"{path}: file not found")
-    merged = yaml.safe_load(params_path.read_text())
+    merged = read_yaml(params_path)
     set_by: dict[str, Path] = {}
     for path in configs:
-        config = yaml.safe_load(path.read_text())
+        config = read_yaml(path)
         merged = overlay(merged, config, str(path))
         clash = sorted(k for k in config if k in set_by)
         if clash:
@@ -72,7 +72,8 @@ def main(argv: list[str] | None = None) -> int:
         # the command that installs them, rather than after DVC has started
         check_data_source(validate(merged))
     except ParamsError as err:
-        print(f"error: {err}", file=sys.stderr)
+        for line in str(err).splitlines():  # one line per problem
+            print(f"error: {line}", file=sys.stderr)
         return 2
     text = HEADER.format(config=" ".join(map(str, args.config))) + yaml.safe_dump(
         merged, sort_keys=False)

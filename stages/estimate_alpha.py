@@ -1,7 +1,7 @@
 """Stage `estimate_alpha@<seed>-<epoch>`: fit α on the target's dev loss."""
-from alphavil import cli, pipeline
+from alphavil import cli
 
 if __name__ == "__main__":
     args = cli.parser(__doc__, seed=True, epoch=True).parse_args()
-    cli.run(lambda: pipeline.estimate_alpha(args.seed, args.epoch, cli.overrides(args),
-                                            args.params))
+    cli.run(args.params, lambda pipeline: pipeline.estimate_alpha(
+        args.seed, args.epoch, cli.overrides(args), args.params))

@@ -1,6 +1,6 @@
 """Stage `evaluate`: target dev/test metrics of every checkpoint, summary, plots."""
-from alphavil import cli, pipeline
+from alphavil import cli
 
 if __name__ == "__main__":
     args = cli.parser(__doc__).parse_args()
-    cli.run(lambda: pipeline.evaluate(args.params))
+    cli.run(args.params, lambda pipeline: pipeline.evaluate(args.params))

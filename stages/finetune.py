@@ -1,7 +1,7 @@
 """Stage `finetune@<seed>-<epoch>-<task>`: one task's fine-tune from θ, writes its delta."""
-from alphavil import cli, pipeline
+from alphavil import cli
 
 if __name__ == "__main__":
     args = cli.parser(__doc__, seed=True, epoch=True, task=True).parse_args()
-    cli.run(lambda: pipeline.finetune(args.seed, args.epoch, args.task, cli.overrides(args),
-                                      args.params))
+    cli.run(args.params, lambda pipeline: pipeline.finetune(
+        args.seed, args.epoch, args.task, cli.overrides(args), args.params))

@@ -1,6 +1,6 @@
 """Stage `prepare`: compose MultiMNIST (or tokenise NLU tasks) into data/prepared."""
-from alphavil import cli, pipeline
+from alphavil import cli
 
 if __name__ == "__main__":
     args = cli.parser(__doc__).parse_args()
-    cli.run(lambda: pipeline.prepare(args.params))
+    cli.run(args.params, lambda pipeline: pipeline.prepare(args.params))

@@ -1,10 +1,13 @@
 
+import copy
+import re
+
 import pytest
 import yaml
 
 from alphavil.config import ParamsError, load_params, validate
 from alphavil.schedule import epoch_block, rewrite
-from conftest import ROOT, tiny_raw
+from conftest import ROOT, repo_params, tiny_raw
 
 
 @pytest.mark.parametrize("config", sorted((ROOT / "configs").glob("*.yaml")),
@@ -35,6 +38,13 @@ def _set(raw, dotted, value):
 
 
 _DELETE = object()
+
+
+def _set_at(node, key, value):
+    if value is _DELETE:
+        del node[key]
+    else:
+        node[key] = value
 
 BAD = [
     ("target", "nope", "target"),
@@ -67,6 +77,7 @@ BAD = [
     ("baselines", ["uniform", "uniform"], "baselines"),
     ("baselines", [], "baselines"),
     ("epochs", [], "epochs"),
+    ("epochs", [{"id": "ep0", "prev": "base", "n": 1, "overrides": []}], "epochs[0].overrides"),
     ("alpha.lr", float("nan"), "alpha.lr"),
     ("train", _DELETE, "train.lr"),
     ("alphavil.sample_ratio", _DELETE, "alphavil.sample_ratio"),
@@ -223,3 +234,157 @@ def test_multifashion_config_composes_paper_sized_splits_from_disjoint_pools():
     assert {s: len(p) for s, p in pools.items()} == {"train": 52500, "dev": 7000,
                                                      "test": 10500}
     assert len(set().union(*map(set, pools.values()))) == 70000  # disjoint, all used
+
+
+# --- strict params: names, suggestions, seeds, sizes ------------------------------------
+
+def test_schema_names_match_the_registries_they_stand_for():
+    """config.py repeats the names of registries that live in torch modules (validation
+    imports no torch); a method, model kind, rule or option added on one side only fails here."""
+    import torch
+
+    from alphavil import config, core
+    from alphavil.methods import METHODS
+    from alphavil.models import MODEL_KINDS
+    from alphavil.nlu.model import POOLINGS
+    from alphavil.training import make_optimizer
+
+    assert set(config.BASELINES) == {m for m, cls in METHODS.items() if not cls.staged}
+    assert set(config.MODEL_KIND.values()) == set(MODEL_KINDS)
+    assert set(config.WEIGHT_RULES) == set(core.WEIGHT_RULES)
+    assert set(config.WEIGHT_MODES) == set(core.WEIGHT_MODES)
+    assert set(config.DELTA_DTYPES) == set(core.DELTA_DTYPES)
+    assert set(config.POOLINGS) == set(POOLINGS)
+    from alphavil import device
+
+    assert set(config.DEVICES) == set(device.DEVICES)
+    assert set(config.PRECISIONS) == set(device.PRECISIONS)
+    param = [torch.nn.Parameter(torch.zeros(1))]
+    for name in config.OPTIMIZERS:
+        make_optimizer(name, param, 0.1)
+    with pytest.raises(ValueError):
+        make_optimizer("rmsprop", param, 0.1)
+
+
+def test_unknown_keys_name_the_nearest_valid_key():
+    raw = tiny_raw()
+    raw["alpha"]["gaurd"] = True
+    raw["lr"] = 0.1
+    with pytest.raises(ParamsError) as err:
+        validate(raw)
+    lines = str(err.value).splitlines()
+    assert lines == [
+        "params.yaml: lr: unknown key (did you mean train.lr or alpha.lr?); expected one of "
+        "setting, seeds, target, tasks, data, model, train, base, alphavil, alpha, diw, "
+        "baselines, epochs",
+        "params.yaml: alpha.gaurd: unknown key (did you mean alpha.guard?); expected one of "
+        "init, steps, lr, optimizer, batch_size, guard"]
+
+
+def test_seeds_span_exactly_the_range_torch_accepts():
+    import torch
+
+    torch.manual_seed(2**64 - 1)
+    with pytest.raises((RuntimeError, ValueError)):
+        torch.manual_seed(2**64)
+    assert validate(tiny_raw(seeds=[0, 2**64 - 1])).seeds == [0, 2**64 - 1]
+    for seeds in ([2**64], [-1]):
+        with pytest.raises(ParamsError, match="seeds: expected"):
+            validate(tiny_raw(seeds=seeds))
+
+
+def test_train_device_and_precision_are_optional_choices():
+    assert validate(tiny_raw(train={"device": "auto", "precision": "bf16"}))
+    for key, value in (("device", "gpu"), ("precision", "fp16")):
+        with pytest.raises(ParamsError, match=f"train.{key}: expected one of"):
+            validate(tiny_raw(train={key: value}))
+
+
+def test_cnn_weight_estimate_counts_the_models_parameters():
+    from alphavil.memory import cnn_weights
+    from alphavil.models import SmallCNN
+
+    for size, channels, hidden in ((28, [16, 32], 64), (37, [3], 5), (64, [4, 8, 2], 7)):
+        model = SmallCNN(size, channels, hidden)
+        assert cnn_weights(size, channels, hidden) == sum(p.numel() for p in model.parameters())
+
+
+def test_sizes_beyond_memory_are_refused_before_prepare(tmp_path, monkeypatch):
+    """The image estimate covers at least the bytes prepare stores, and the limit acts at
+    the estimate: one byte less memory refuses the same params."""
+    from alphavil import memory, pipeline
+    from safetensors import safe_open
+
+    raw = tiny_raw(data={"n_train": 2000})  # images outweigh one training step
+    (tmp_path / "params.yaml").write_text(yaml.safe_dump(raw))
+    monkeypatch.chdir(tmp_path)
+    pipeline.prepare("params.yaml")
+    stored = 0
+    for split in ("train", "dev", "test"):
+        with safe_open(f"data/prepared/{split}.safetensors", "pt") as f:
+            stored += f.get_tensor("images").numel()  # one byte per pixel
+    estimate = memory.image_bytes(raw["data"])
+    assert estimate >= stored
+    monkeypatch.setattr(memory, "physical_memory", lambda: estimate)
+    validate(raw)
+    monkeypatch.setattr(memory, "physical_memory", lambda: estimate - 1)
+    with pytest.raises(ParamsError, match=r"data\.n_train: expected sizes that fit .* GiB"):
+        validate(raw)
+
+
+def test_non_utf8_and_broken_yaml_are_one_line(tmp_path):
+    path = tmp_path / "params.yaml"
+    path.write_bytes(b"seeds: [0]\ntarget: l\xe9ft\n")
+    with pytest.raises(ParamsError, match=r"^\S+params\.yaml: expected UTF-8 text, got byte "
+                                          r"0xe9 at offset 20$"):
+        load_params(path)
+    path.write_text("seeds: [0\ntarget: left\n")
+    with pytest.raises(ParamsError) as err:
+        load_params(path)
+    assert "\n" not in str(err.value) and "not valid YAML at line" in str(err.value)
+
+
+def _paths(node, at=()):
+    if isinstance(node, dict):
+        for k, v in node.items():
+            yield at + (k,)
+            yield from _paths(v, at + (k,))
+    elif isinstance(node, list):
+        for i, v in enumerate(node):
+            yield at + (i,)
+            yield from _paths(v, at + (i,))
+
+
+@pytest.mark.parametrize("setting", ["vision", "nlu"])
+def test_any_key_set_to_any_odd_value_is_a_params_error(setting):
+    """Every key of the repository's params (and of the NLU overlay, with a GLUE and a files
+    task), set to a value of the wrong kind or left out: a ParamsError whose every line names
+    a key, never a TypeError or the like from a check that assumed the type."""
+    raw = repo_params()
+    raw["train"].update(device="cpu", precision="fp32")  # optional keys: fuzzed too
+    if setting == "nlu":
+        raw.update(yaml.safe_load((ROOT / "configs" / "nlu.yaml").read_text()))
+        raw["tasks"]["g"] = {"source": "glue", "name": "rte", "revision": "main",
+                             "label_noise": 0.1, "metric": "f1"}
+        raw["tasks"]["f"] = {"source": "files", "train": "x.csv", "text": ["a"], "label": "y",
+                             "label_names": ["no", "yes"], "dev": None, "format": "csv"}
+        raw["model"]["encoder"] = raw["data"]["tokenizer"] = "org/encoder"
+        raw["model"]["encoder_revision"] = raw["data"]["tokenizer_revision"] = "v1"
+    else:
+        raw["data"].update(source="hf", source_args={"name": "org/digits", "revision": "v1"})
+    validate(raw)
+    odd = [None, [], ["a"], {}, {"a": 1}, "x", "", True, 2**70, -1, 1.5, float("nan")]
+    for path in _paths(raw):
+        for value in [*odd, _DELETE]:
+            bad = copy.deepcopy(raw)
+            node = bad
+            for k in path[:-1]:
+                node = node[k]
+            if value is _DELETE and isinstance(node, list):
+                continue
+            _set_at(node, path[-1], value)
+            try:
+                validate(bad)
+            except ParamsError as err:
+                assert all(re.match(r"params\.yaml: [\w.\[\]-]+: ", line)
+                           for line in str(err).splitlines()), (path, value, str(err))

@@ -42,7 +42,7 @@ BAD = [  # (key to set, value, key the message must name)
     ("tasks", {}, "tasks"),
     ("tasks", ["left", "right"], "tasks"),
     ("tasks.left.label", 3, "tasks.left.label"),
-    ("tasks.left.weight", 2.0, "tasks.left"),
+    ("tasks.left.weight", 2.0, "tasks.left.weight"),
     ("tasks.left.label", _DELETE, "tasks.left.label"),
     ("train.lr", "fast", "train.lr"),
     ("train.lr", float("inf"), "train.lr"),
@@ -59,7 +59,7 @@ BAD = [  # (key to set, value, key the message must name)
     ("epochs", [{"id": "ep0", "prev": "base", "n": 2, "overrides": {}}], "epochs[0].n"),
     ("epochs", [{"id": "e0", "prev": "base", "n": 1, "overrides": {}}], "epochs[0].id"),
     ("epochs", [{"id": "ep0", "prev": "base", "n": 1, "overrides": [1]}], "epochs[0].overrides"),
-    ("epochs", [{"id": "ep0", "prev": "base", "n": 1, "extra": 1}], "epochs[0]"),
+    ("epochs", [{"id": "ep0", "prev": "base", "n": 1, "extra": 1}], "epochs[0].extra"),
     ("epochs", [{"id": "ep0", "prev": "base", "n": 1, "overrides": {"alpha_steps": -3}}],
      "epochs[0].overrides.alpha_steps"),
     ("baselines", "uniform", "baselines"),
@@ -107,7 +107,7 @@ def test_missing_data_files_stop_prepare_before_loading(tmp_path, monkeypatch, p
     monkeypatch.chdir(tmp_path)
     monkeypatch.setattr("alphavil.digits.load_digits",
                         lambda *a, **k: pytest.fail("prepare loaded data"))
-    with pytest.raises(ParamsError, match=r"data\.source_args\.path: expected"):
+    with pytest.raises(ParamsError, match=r"data\.source_args\.path: (expected|missing)"):
         pipeline.prepare("params.yaml")
     assert not (tmp_path / "data").exists()
 

@@ -12,6 +12,7 @@ from alphavil import layout, pipeline
 from alphavil.artifacts import load_checkpoint, load_tensors
 from alphavil.config import ParamsError, validate
 from alphavil.data import _load_split_file
+from conftest import ROOT
 from nlu_fixtures import make_tiny_encoder, nlu_raw, run_training_stages
 
 pytest.importorskip("transformers")
@@ -123,7 +124,8 @@ def test_unknown_target_module_is_a_one_line_error(encoder, capsys):
     from alphavil import cli
 
     with pytest.raises(SystemExit) as exit_:
-        cli.run(lambda: build(encoder, lora={**LORA, "targets": ["no_such_module"]}))
+        cli.run(str(ROOT / "params.yaml"),  # valid params: the failure is the model's
+                lambda pipeline: build(encoder, lora={**LORA, "targets": ["no_such_module"]}))
     assert exit_.value.code == 2
     err = capsys.readouterr().err.strip()
     assert err.startswith("error: model.lora.targets ['no_such_module']") and "\n" not in err

@@ -19,10 +19,10 @@ import torch
 from torch import nn
 
 from ..models import MultiTaskModel
-from .encoder import resolve
+from .encoder import one_line, pinned, resolve
 from .sources import SourceError
 
-POOLINGS = {"mean", "cls", "pooler"}
+POOLINGS = {"mean", "cls", "pooler"}  # also in config.py (validation imports no torch)
 
 
 class EncoderTrunk(nn.Module):
@@ -72,21 +72,23 @@ def transformer_layers(encoder: nn.Module) -> nn.ModuleList:
 def load_encoder(model_params: dict) -> nn.Module:
     from transformers import AutoConfig, AutoModel
 
-    name = model_params["encoder"]
-    path = resolve(name)
+    name, revision = model_params["encoder"], model_params.get("encoder_revision")
+    path = resolve(name, revision)
     overrides = {}
     if model_params.get("dropout") is not None:
         overrides = {"hidden_dropout_prob": float(model_params["dropout"]),
                      "attention_probs_dropout_prob": float(model_params["dropout"])}
     try:
-        config = AutoConfig.from_pretrained(path, **overrides)
+        config = AutoConfig.from_pretrained(path, revision=revision, **overrides)
         if model_params.get("init", "pretrained") == "random":
             # seeded by models.build_model: the same seed gives the same weights
             return AutoModel.from_config(config)
-        return AutoModel.from_pretrained(path, config=config)
+        return AutoModel.from_pretrained(path, config=config, revision=revision,
+                                         use_safetensors=True)
     except (OSError, ValueError) as err:
-        raise SourceError(f"model.encoder {name!r}: cannot load from {path!r} "
-                          f"({type(err).__name__}: {err})") from None
+        raise SourceError(f"model.encoder {name!r}: cannot load from {path!r}{pinned(revision)}"
+                          f" (weights load from safetensors files only; {one_line(err)})"
+                          ) from None
 
 
 def build_transformer_model(model_params: dict, task_classes: dict[str, int],
@@ -95,10 +97,14 @@ def build_transformer_model(model_params: dict, task_classes: dict[str, int],
         raise SourceError("model.kind 'transformer' needs NLU prepared data (setting: nlu); "
                           "re-run the prepare stage")
     tok = data_meta["tokenizer"]
-    if tok["name"] != model_params["encoder"]:
-        raise SourceError(f"data/prepared was tokenised with {tok['name']!r} but "
-                          f"model.encoder is {model_params['encoder']!r}; set data.tokenizer "
-                          "to the encoder and re-run prepare")
+    if (tok["name"], tok.get("revision")) != (model_params["encoder"],
+                                              model_params.get("encoder_revision")):
+        raise SourceError(f"data/prepared was tokenised with {tok['name']!r}"
+                          f"{pinned(tok.get('revision'))} but model.encoder is "
+                          f"{model_params['encoder']!r}"
+                          f"{pinned(model_params.get('encoder_revision'))}; set "
+                          "data.tokenizer (and data.tokenizer_revision) to the encoder's and "
+                          "re-run prepare")
     encoder = load_encoder(model_params)
     vocab = encoder.get_input_embeddings().num_embeddings
     if tok["vocab_size"] > vocab:

@@ -163,7 +163,7 @@ def prepare_nlu(params: Params, out_dir: str | Path) -> None:
     out_dir = Path(out_dir)
     d = params.section("data")
     max_length = int(d["max_length"])
-    tokenizer = load_tokenizer(d["tokenizer"])
+    tokenizer = load_tokenizer(d["tokenizer"], d.get("tokenizer_revision"))
     examples, info, views = select_examples(params)
 
     tensors: dict[str, dict[str, torch.Tensor]] = {s: {} for s in SPLITS}
@@ -214,7 +214,10 @@ def prepare_nlu(params: Params, out_dir: str | Path) -> None:
     write_json(out_dir / "meta.json", {
         "setting": "nlu",
         "tokenizer": {"name": d["tokenizer"], "class": type(tokenizer).__name__,
-                      "vocab_size": len(tokenizer), "max_length": max_length},
+                      "vocab_size": len(tokenizer), "max_length": max_length,
+                      # only when pinned: meta.json of unpinned runs stays as it was
+                      **({"revision": d["tokenizer_revision"]}
+                         if d.get("tokenizer_revision") else {})},
         "tasks": meta_tasks,
     })
     say("prepare: " + "; ".join(

