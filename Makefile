@@ -1,4 +1,4 @@
-# `make run`: venv + `dvc repro` on the built-in offline configuration.
+# `make run`: venv + params check + `dvc repro` on the built-in offline configuration.
 # `make run-nlu`: the NLU comparison on the offline text task set (docs/nlu.md).
 # `make test`: the test suite (what CI runs).
 # `make heldout`: the default configuration on ten seeds not used while developing it.
@@ -39,7 +39,9 @@ run-nlu: install-nlu
 	python -m alphavil.study configs/nlu.yaml
 	@cat metrics/summary.md
 
+# alphavil.safety first: a params value must not reach DVC's shell or paths (docs/pipeline.md)
 run: install
+	python -m alphavil.safety
 	dvc repro
 	@cat metrics/summary.md
 
