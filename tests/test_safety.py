@@ -82,6 +82,21 @@ def test_what_dvc_renders_is_checked_even_if_params_validation_missed_it(tmp_pat
         assert "stage '" in str(err.value), name
 
 
+def test_study_restores_params_yaml_when_the_check_refuses(tmp_path, monkeypatch):
+    """Should the study's own validation ever let a value through, the check before
+    `dvc exp run` refuses it and leaves params.yaml as it was."""
+    from alphavil import study
+
+    monkeypatch.setattr(study, "validate", lambda raw, source: None)
+    folder = _project(tmp_path, tiny_raw())
+    before = (folder / "params.yaml").read_text()
+    (folder / "attack.yaml").write_text(yaml.safe_dump({"seeds": [0, "1;touch x;echo"]}))
+    monkeypatch.chdir(folder)
+    assert study.main(["attack.yaml"]) == 2
+    assert (folder / "params.yaml").read_text() == before
+    assert not (folder / "x").exists()
+
+
 # --- the attacks, for real, through every way the project starts DVC -----------------
 
 @pytest.fixture(scope="module")
