@@ -1,4 +1,4 @@
-# `make run`: venv + `dvc repro` on the built-in offline configuration.
+# `make run`: venv + params check + `dvc repro` on the built-in offline configuration.
 # `make run-nlu`: the NLU comparison on the offline text task set (docs/nlu.md).
 # `make test`: the test suite (what CI runs).
 # `make heldout`: the default configuration on ten seeds not used while developing it.
@@ -52,7 +52,9 @@ install-fashion:
 run-fashion: install install-fashion
 	python -m alphavil.study configs/multifashion.yaml
 
+# alphavil.safety first: a params value must not reach DVC's shell or paths (docs/pipeline.md)
 run: install
+	python -m alphavil.safety
 	dvc repro
 	@cat metrics/summary.md
 

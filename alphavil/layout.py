@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 DATA = Path("data/prepared")
+CHECKED = Path("data/params.checked")  # the check_params stage's constant output
 CHECKPOINTS = Path("checkpoints")
 DELTAS = Path("deltas")
 ALPHAS = Path("alphas")

@@ -6,7 +6,8 @@
 A config file is an overlay: each of its top-level keys replaces that key of params.yaml
 as a whole (no deep merge, so what a study runs is readable in one file). Several overlays
 must set disjoint keys, so each key still comes from exactly one file. The merged
-params are validated before anything runs, written to params.yaml and run with
+params are validated before anything runs (alphavil.safety: also what DVC renders from
+them, before DVC acts on it), written to params.yaml and run with
 `dvc exp run -n NAME`, exactly as `dvc exp run -S key=value` would: the workspace then
 holds the study's params and results, and `dvc exp show` lists it beside other runs.
 Return to the default with `git checkout params.yaml && dvc checkout`.
@@ -21,6 +22,7 @@ from pathlib import Path
 
 import yaml
 
+from . import safety
 from .artifacts import write_text
 from .config import ParamsError, check_data_source, read_yaml, validate
 
@@ -77,9 +79,16 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     text = HEADER.format(config=" ".join(map(str, args.config))) + yaml.safe_dump(
         merged, sort_keys=False)
+    before = args.params.read_text()
     write_text(args.params, text)
     if args.no_run:
         return 0
+    try:  # what DVC will render from the written file, before DVC acts on it
+        safety.check()
+    except ParamsError as err:
+        write_text(args.params, before)
+        print(f"error: {err}", file=sys.stderr)
+        return 2
     name = args.name or "-".join(c.stem for c in args.config)
     proc = subprocess.run([sys.executable, "-m", "dvc", "exp", "run", "-n", name])
     if proc.returncode != 0:
