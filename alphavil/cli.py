@@ -46,20 +46,26 @@ def _is_user_error(err: Exception) -> bool:
     return isinstance(err, ArtifactError)
 
 
-def run(params_path: str, stage: Callable[[ModuleType], None]) -> None:
+def run(params_path: str, stage: Callable[[ModuleType | None], None], *,
+        pipeline: bool = True) -> None:
     """Validate params.yaml, then run `stage(alphavil.pipeline)`. The params are checked
     before torch is imported, so a bad value is refused within a second, not after seconds
-    of start-up. Known failures print one line per problem and exit 2; anything else is a
-    bug and keeps its traceback."""
+    of start-up. With pipeline=False torch is never imported and `stage` gets None (the
+    check_params stage needs only the standard library and yaml). Known failures print one
+    line per problem and exit 2; anything else is a bug and keeps its traceback."""
     from . import stagetime  # standard library only: safe before torch
 
     try:
         load_params(params_path)
-        from . import distributed, pipeline
+        if not pipeline:
+            stage(None)
+            stagetime.report("ok")
+            return
+        from . import distributed, pipeline as pipeline_module
 
         stagetime.mark("enter")  # imports done (ALPHAVIL_TIMING: where start-up time goes)
         distributed.init_from_env()  # no-op unless started by torchrun / accelerate launch
-        stage(pipeline)
+        stage(pipeline_module)
     except Exception as err:
         if not _is_user_error(err):
             raise

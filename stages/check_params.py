@@ -8,4 +8,4 @@ from alphavil import cli, layout, safety
 
 if __name__ == "__main__":
     argparse.ArgumentParser(description=__doc__).parse_args()
-    cli.run(lambda: safety.check_stage(layout.CHECKED))
+    cli.run("params.yaml", lambda _: safety.check_stage(layout.CHECKED), pipeline=False)

@@ -87,7 +87,8 @@ def test_study_restores_params_yaml_when_the_check_refuses(tmp_path, monkeypatch
     `dvc exp run` refuses it and leaves params.yaml as it was."""
     from alphavil import study
 
-    monkeypatch.setattr(study, "validate", lambda raw, source: None)
+    monkeypatch.setattr(study, "validate", lambda raw, source="params.yaml": None)
+    monkeypatch.setattr(study, "check_data_source", lambda params: None)
     folder = _project(tmp_path, tiny_raw())
     before = (folder / "params.yaml").read_text()
     (folder / "attack.yaml").write_text(yaml.safe_dump({"seeds": [0, "1;touch x;echo"]}))
