@@ -1,5 +1,6 @@
 # `make run`: venv + params check + `dvc repro` on the built-in offline configuration.
 # `make run-nlu`: the NLU comparison on the offline text task set (docs/nlu.md).
+# `make verify`: `make run`, then its metrics compared with the committed ones.
 # `make test`: the test suite (what CI runs).
 # `make heldout`: the default configuration on ten seeds not used while developing it.
 # `make bench`: the performance table of docs/performance.md (a few minutes).
@@ -10,7 +11,7 @@ PY := $(VENV)/bin/python
 export PATH := $(CURDIR)/$(VENV)/bin:$(PATH)
 export DVC_NO_ANALYTICS := 1
 
-.PHONY: install install-nlu install-fashion run run-nlu run-fashion harmful heldout test test-fast bench gpu-check dag clean
+.PHONY: install install-nlu install-fashion run verify run-nlu run-fashion harmful heldout test test-fast bench gpu-check dag clean
 
 $(VENV)/.installed: requirements.txt pyproject.toml
 	python3 -m venv $(VENV)
@@ -57,6 +58,11 @@ run: install
 	python -m alphavil.safety
 	dvc repro
 	@cat metrics/summary.md
+
+# the default run on this machine, compared with the committed metrics (docs/pipeline.md,
+# "Reproducibility"): EXACT, REPRODUCED (within rounding noise) or NOT REPRODUCED
+verify: run
+	python -m alphavil.verify
 
 # the harmful-task study: configs/harmful.yaml run as the DVC experiment `harmful`
 harmful: install
