@@ -21,7 +21,6 @@ import re
 import sys
 from pathlib import Path
 
-from .artifacts import write_text
 from .config import ParamsError, load_params
 
 # What a rendered command may contain: the templates' words (python, stage scripts, --flags)
@@ -83,6 +82,10 @@ def check_stage(token: str | Path) -> None:
     """The `check_params` stage: check, then write its constant output, so that stages
     depending on it are not invalidated by the params edits it checks."""
     check()
+    # imported here: artifacts imports torch, and this stage must stay torch-free (it runs
+    # before every other stage, and tests/test_bad_params.py forbids torch before validation)
+    from .artifacts import write_text
+
     write_text(token, TOKEN)
 
 

@@ -16,6 +16,7 @@ import yaml
 from conftest import ROOT
 
 STAGES = [  # every stage script validates params.yaml first; the cases take turns
+    ["check_params.py"],
     ["prepare.py"],
     ["train_base.py", "--seed", "0"],
     ["finetune.py", "--seed", "0", "--epoch", "ep0", "--task", "left"],
