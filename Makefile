@@ -2,6 +2,7 @@
 # `make run-nlu`: the NLU comparison on the offline text task set (docs/nlu.md).
 # `make verify`: `make run`, then its metrics compared with the committed ones.
 # `make test`: the test suite (what CI runs).
+# `make plots`: `dvc plots show` as a page that renders offline, in dvc_plots/ (docs/pipeline.md).
 # `make heldout`: the default configuration on ten seeds not used while developing it.
 # `make bench`: the performance table of docs/performance.md (a few minutes).
 # `make gpu-check`: the GPU check of docs/performance.md (≤ 8 minutes on one GPU).
@@ -11,7 +12,7 @@ PY := $(VENV)/bin/python
 export PATH := $(CURDIR)/$(VENV)/bin:$(PATH)
 export DVC_NO_ANALYTICS := 1
 
-.PHONY: install install-nlu install-fashion run verify run-nlu run-fashion harmful heldout test test-fast bench gpu-check dag clean
+.PHONY: install install-nlu install-fashion run verify run-nlu run-fashion harmful heldout test test-fast bench gpu-check dag plots clean
 
 $(VENV)/.installed: requirements.txt pyproject.toml
 	python3 -m venv $(VENV)
@@ -89,3 +90,12 @@ gpu-check:
 
 dag: install
 	dvc dag
+
+# `dvc plots show` that renders offline: plots/offline.html loads vega, vega-lite and
+# vega-embed from plots/vendor/ (copied beside the page) instead of a CDN (docs/pipeline.md)
+PLOTS_OUT ?= dvc_plots
+plots: install
+	dvc plots show -q -o $(PLOTS_OUT) --html-template plots/offline.html
+	mkdir -p $(PLOTS_OUT)/vendor
+	cp plots/vendor/*.js plots/vendor/LICENSE.* $(PLOTS_OUT)/vendor/
+	@echo $(PLOTS_OUT)/index.html

@@ -3,7 +3,7 @@
 metrics/summary.json  compact numbers for `dvc exp show` (means over seeds)
 metrics/summary.md    the comparison table, per-seed values, paired tests
 metrics/per_epoch.json every (method, seed, epoch) evaluation
-metrics/plots/        CSVs for `dvc plots show` and PNGs for the README
+metrics/plots/        CSVs for `dvc plots show`, curves.png (the README's) and weights.png
 """
 
 from __future__ import annotations
@@ -257,6 +257,15 @@ def curves(params: Params, records: list[dict], metric: str) -> tuple[dict, dict
 REFUSED_LABEL = "merge refused (alpha.guard)"
 
 
+def data_range(values: list[float], margin: float = 0.05) -> tuple[float, float]:
+    """An axis range around every value drawn, `margin` of their span on each side: set
+    from the data, so late epochs' small differences between methods fill the panel (an
+    axis from 0 or chance squeezes them into one line). A flat curve gets ±margin·|v|."""
+    lo, hi = min(values), max(values)
+    pad = margin * (hi - lo) if hi > lo else margin * max(abs(lo), 1e-3)
+    return lo - pad, hi + pad
+
+
 def _accuracy_panel(ax, acc: dict, metric: str, target: str, seeds: int) -> None:
     # θ_0 (epoch 0) is one checkpoint shared by every method, near chance from a random
     # initialisation; drawn, it stretches the axis until the methods overlap. The panel
@@ -269,6 +278,8 @@ def _accuracy_panel(ax, acc: dict, metric: str, target: str, seeds: int) -> None
         ax.errorbar(x, mean, yerr=[[m - r[3] for m, r in zip(mean, rows)],
                                    [r[4] - m for m, r in zip(mean, rows)]],
                     marker="o", ms=4, capsize=3, color=f"C{i}", label=method)
+    ax.set_ylim(*data_range([v for rows in acc.values() for r in rows if r[0] > 0
+                             for v in (r[1], r[3], r[4])]))
     base = next(iter(acc.values()))[0][1]
     ax.set(xlabel=f"epoch   (epoch 0: θ₀, every method, {base:.3g}; not drawn)",
            ylabel=f"target dev {metric}",
@@ -321,6 +332,54 @@ def curves_figure(acc: dict, aw: dict, metric: str, target: str, seeds: int):
     return fig
 
 
+def weight_rows(params: Params, records: list[dict]) -> dict[str, list[list]]:
+    """αVIL's task weight w per task and epoch count n (0: the initial weights), over seeds:
+    rows [n, mean, min, max]."""
+    rows: dict[str, list[list]] = {}
+    for t in params.tasks:
+        rows[t] = []
+        for n in range(len(params.epochs) + 1):
+            w = [r["weights"][t] for r in records if r["method"] == "alphavil" and r["n"] == n]
+            rows[t].append([n, float(np.mean(w)), float(np.min(w)), float(np.max(w))])
+    return rows
+
+
+def task_labels(params: Params) -> dict[str, str]:
+    """Legend names: the target marked, and a task's ground-truth class where params gives
+    one (`tasks.<name>.role`, e.g. helpful, unrelated, harmful)."""
+    raw = params.raw.get("tasks") or {}
+    labels = {}
+    for t in params.tasks:
+        marks = ["target"] if t == params.target else []
+        spec = raw.get(t)
+        if isinstance(spec, dict) and spec.get("role") is not None:
+            marks.append(str(spec["role"]))
+        labels[t] = f"{t} ({', '.join(marks)})" if marks else t
+    return labels
+
+
+def weights_figure(rows: dict, labels: dict[str, str], seeds: int):
+    """One line per task: αVIL's mean weight w per epoch, shaded min–max over seeds."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    from matplotlib.ticker import MaxNLocator
+
+    fig, ax = plt.subplots(figsize=(5.5, 4.2))
+    for i, (t, rs) in enumerate(rows.items()):  # C{i}: the task's colour in curves.png too
+        x = [r[0] for r in rs]
+        ax.plot(x, [r[1] for r in rs], marker="o", ms=4, color=f"C{i}", label=labels[t])
+        ax.fill_between(x, [r[2] for r in rs], [r[3] for r in rs], color=f"C{i}", alpha=0.2,
+                        lw=0)
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+    ax.set(xlabel="epoch (0: initial weights)", ylabel="task weight w",
+           title=f"αVIL task weights: mean over {seeds} seeds, band min–max")
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    return fig
+
+
 def save_png(path: Path, fig) -> None:
     import matplotlib.pyplot as plt
 
@@ -344,4 +403,6 @@ def write_reports(params: Params, records: list[dict], out: Path = layout.METRIC
         _write_csv(plots / "alphavil" / f"{t}.csv", ALPHA_CSV, rows)
     save_png(plots / "curves.png", curves_figure(acc, aw, summary["metric"], params.target,
                                                  len(params.seeds)))
+    save_png(plots / "weights.png", weights_figure(weight_rows(params, records),
+                                                   task_labels(params), len(params.seeds)))
     return summary

@@ -35,7 +35,8 @@ def test_first_repro_runs_every_stage_and_writes_metrics(repo):
     for value in (entry["test"], entry["dev"], entry["best_dev"]["test"]):
         assert 0.0 <= value <= 1.0 and math.isfinite(value)
     assert set(entry["final_weight"]) == {"left", "right"}
-    assert (repo.path / "metrics/plots/curves.png").stat().st_size > 1000
+    for png in ("curves.png", "weights.png"):  # both declared plots of evaluate
+        assert (repo.path / "metrics/plots" / png).stat().st_size > 1000
     assert b"alphavil" in repo.read("metrics/summary.md")
 
 

@@ -1,7 +1,9 @@
 """The report's statistics against independent values (closed forms, scipy.stats), and how
 it shows α that was not estimated and merges alpha.guard refused."""
 
+import copy
 import csv
+import dataclasses
 import math
 
 import numpy as np
@@ -9,8 +11,9 @@ import pytest
 from scipy.stats import ttest_rel
 
 from alphavil.config import validate
-from alphavil.report import (ALPHA_CSV, REFUSED_LABEL, curves, curves_figure, holm, markdown,
-                             paired_comparison, summarise, write_reports)
+from alphavil.report import (ALPHA_CSV, REFUSED_LABEL, curves, curves_figure, data_range, holm,
+                             markdown, paired_comparison, summarise, task_labels, weight_rows,
+                             weights_figure, write_reports)
 from conftest import tiny_raw
 
 # --- the paired comparison ---------------------------------------------------------------
@@ -258,10 +261,84 @@ def test_accuracy_panel_starts_at_epoch_one_with_min_max_bars():
     assert "θ₀, every method, 0.1;" in ax.get_xlabel()  # θ_0's mean dev acc is stated
 
 
+def test_data_range_pads_the_span_by_hand():
+    assert data_range([0.8, 0.9, 0.85]) == pytest.approx((0.795, 0.905))
+    assert data_range([0.8, 0.8]) == pytest.approx((0.76, 0.84))  # flat: ±5% of the value
+
+
+def _plotted_y(ax) -> np.ndarray:
+    """Every y the accuracy panel draws: the mean markers and both ends of each min–max bar."""
+    means = [ln.get_ydata() for ln in ax.lines]
+    bars = [seg[:, 1] for c in ax.collections for seg in c.get_segments()]
+    return np.concatenate(means + bars)
+
+
+def test_accuracy_axis_is_set_from_the_data_and_holds_every_value_drawn():
+    params = _params()
+    records = _records()
+    # one seed far below the others at epoch 1: its bar must stay on the panel
+    low = next(r for r in records
+               if (r["method"], r["seed"], r["n"]) == ("single_task", 0, 1))
+    low["dev"]["acc"] = 0.3
+    fig = curves_figure(*curves(params, records, "acc"), "acc", "left", len(SEEDS))
+    ax = fig.axes[0]
+    y = _plotted_y(ax)
+    lo, hi = ax.get_ylim()
+    assert y.min() == pytest.approx(0.3) and y.max() == pytest.approx(0.91 - 0.01)
+    assert lo <= y.min() and y.max() <= hi  # nothing drawn is cut off
+    span = y.max() - y.min()
+    # no further than the margin from the data: not stretched to θ_0's 0.1 (or to 0)
+    assert lo >= y.min() - 0.06 * span > 0.1 and hi <= y.max() + 0.06 * span
+
+
+def _weighted_records():
+    """_records with αVIL's weights varying over seeds: w = 1 + 0.1·n + 0.05·s for left and
+    0.5 − 0.2·n + 0.1·s for right (n 0: the same initial 1.0 on every seed)."""
+    records = _records()
+    for r in records:
+        if r["method"] == "alphavil":
+            n, s = r["n"], r["seed"]
+            r["weights"] = ({"left": 1.0, "right": 1.0} if n == 0 else
+                            {"left": 1.0 + 0.1 * n + 0.05 * s, "right": 0.5 - 0.2 * n + 0.1 * s})
+    return records
+
+
+def test_weights_plot_draws_one_line_per_task_with_mean_and_min_max_band():
+    params = _params()
+    rows = weight_rows(params, _weighted_records())
+    fig = weights_figure(rows, task_labels(params), len(SEEDS))
+    ax = fig.axes[0]
+    assert [ln.get_label() for ln in ax.lines] == ["left (target)", "right"]
+    s = np.array(SEEDS)
+    by_hand = {"left": [np.full(len(s), 1.0)] + [1.0 + 0.1 * n + 0.05 * s for n in (1, 2)],
+               "right": [np.full(len(s), 1.0)] + [0.5 - 0.2 * n + 0.1 * s for n in (1, 2)]}
+    for line, band, t in zip(ax.lines, ax.collections, ["left", "right"]):
+        assert list(line.get_xdata()) == [0, 1, 2]
+        assert line.get_ydata() == pytest.approx([w.mean() for w in by_hand[t]])
+        # the shaded polygon spans exactly min..max over seeds at each epoch
+        verts = band.get_paths()[0].vertices
+        for n, w in enumerate(by_hand[t]):
+            ys = verts[np.isclose(verts[:, 0], n), 1]
+            assert (ys.min(), ys.max()) == pytest.approx((w.min(), w.max()))
+
+
+def test_weights_legend_marks_each_tasks_role_where_params_gives_one():
+    params = _params()
+    raw = copy.deepcopy(params.raw)
+    raw["tasks"]["right"]["role"] = "harmful"
+    raw["tasks"]["left"]["role"] = "helpful"
+    labels = task_labels(dataclasses.replace(params, raw=raw))
+    assert labels == {"left": "left (target, helpful)", "right": "right (harmful)"}
+    fig = weights_figure(weight_rows(params, _weighted_records()), labels, len(SEEDS))
+    assert [t.get_text() for t in fig.axes[0].get_legend().get_texts()] == \
+        ["left (target, helpful)", "right (harmful)"]
+
+
 def test_png_is_byte_identical_between_runs(tmp_path):
     params = _params(guard=True)
     records = _records(alpha_right={(0, 2): None}, rejected={(1, 1)})
     write_reports(params, records, out=tmp_path / "a")
     write_reports(params, records, out=tmp_path / "b")
-    assert (tmp_path / "a/plots/curves.png").read_bytes() == \
-        (tmp_path / "b/plots/curves.png").read_bytes()
+    for png in ("curves.png", "weights.png"):
+        assert (tmp_path / "a/plots" / png).read_bytes() == \
+            (tmp_path / "b/plots" / png).read_bytes()
