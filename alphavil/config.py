@@ -38,7 +38,8 @@ EPOCH_OVERRIDE_KEYS = {
 OPTIMIZERS = ("sgd", "adam", "adamw")               # alphavil/optim.py make_optimizer
 DEVICES = ("cpu", "cuda", "auto")                   # alphavil/device.py DEVICES
 PRECISIONS = ("fp32", "bf16")                       # alphavil/device.py PRECISIONS
-BASELINES = ("single_task", "uniform", "diw", "forkmerge", "gcs")  # alphavil/methods, all but alphavil
+# alphavil/methods METHODS, all but alphavil
+BASELINES = ("single_task", "uniform", "diw", "forkmerge", "gcs")
 MODEL_KIND = {"vision": "cnn", "nlu": "transformer"}  # alphavil/models.py MODEL_KINDS
 WEIGHT_RULES = ("additive", "alpha")                # alphavil/core.py
 WEIGHT_MODES = ("step", "loss")                     # alphavil/core.py

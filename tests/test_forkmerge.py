@@ -94,7 +94,8 @@ def test_pick_lambda_takes_the_best_metric_then_the_lowest_loss():
               0.6: {"acc": 0.8, "loss": 0.7}, 1.0: {"acc": 0.7, "loss": 0.1}}
     assert pick_lambda(scores, "acc") == 0.6
     # an NLU target's own metric (here mcc) decides, not accuracy
-    scores = {0.0: {"acc": 0.9, "mcc": 0.1, "loss": 0.5}, 1.0: {"acc": 0.6, "mcc": 0.4, "loss": 0.6}}
+    scores = {0.0: {"acc": 0.9, "mcc": 0.1, "loss": 0.5},
+              1.0: {"acc": 0.6, "mcc": 0.4, "loss": 0.6}}
     assert pick_lambda(scores, "mcc") == 1.0
 
 
@@ -105,7 +106,8 @@ def test_interval_sets_how_often_it_forks_and_merges(workdir):
     base = trainable_state(ctx.model)
     _, state = _run(ctx, "forkmerge", base, epochs=1)
     assert len(state["forkmerge"]["lambda"]) == 3
-    assert all(lam in ctx.params.raw["forkmerge"]["lambdas"] for lam in state["forkmerge"]["lambda"])
+    grid = ctx.params.raw["forkmerge"]["lambdas"]
+    assert all(lam in grid for lam in state["forkmerge"]["lambda"])
     ctx.params.raw["forkmerge"]["interval"] = 2  # 2 rounds, then the last one
     _, state = _run(ctx, "forkmerge", base, epochs=1)
     assert len(state["forkmerge"]["lambda"]) == 2
