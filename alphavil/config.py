@@ -224,9 +224,9 @@ class Fractions(Rule):
         return "a non-empty list of distinct numbers in [0, 1]"
 
     def check(self, c, key, value):
-        if (isinstance(value, list) and value and len(set(value)) == len(value) and all(
+        if (isinstance(value, list) and value and all(
                 isinstance(v, (int, float)) and not isinstance(v, bool) and 0 <= v <= 1
-                for v in value)):
+                for v in value) and len(set(value)) == len(value)):  # numbers: hashable
             return value
         return c.fail(key, self.expected(), value)
 

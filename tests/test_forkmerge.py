@@ -126,7 +126,8 @@ def test_interval_sets_how_often_it_forks_and_merges(workdir):
 
 @pytest.mark.parametrize("key, value", [("lambdas", []), ("lambdas", [0.5, 1.5]),
                                         ("lambdas", [0.5, 0.5]), ("lambdas", ["0.5"]),
-                                        ("lambdas", 0.5), ("interval", 0), ("interval", 1.5)])
+                                        ("lambdas", [[0.5]]), ("lambdas", 0.5),
+                                        ("interval", 0), ("interval", 1.5)])
 def test_bad_forkmerge_params_are_refused_naming_the_key(key, value):
     with pytest.raises(ParamsError, match=f"forkmerge.{key}: expected"):
         validate(tiny_raw(forkmerge={key: value}))
