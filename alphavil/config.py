@@ -38,7 +38,8 @@ EPOCH_OVERRIDE_KEYS = {
 OPTIMIZERS = ("sgd", "adam", "adamw")               # alphavil/optim.py make_optimizer
 DEVICES = ("cpu", "cuda", "auto")                   # alphavil/device.py DEVICES
 PRECISIONS = ("fp32", "bf16")                       # alphavil/device.py PRECISIONS
-BASELINES = ("single_task", "uniform", "diw")       # alphavil/methods METHODS, all but alphavil
+# alphavil/methods METHODS, all but alphavil
+BASELINES = ("single_task", "uniform", "diw", "forkmerge", "gcs")
 MODEL_KIND = {"vision": "cnn", "nlu": "transformer"}  # alphavil/models.py MODEL_KINDS
 WEIGHT_RULES = ("additive", "alpha")                # alphavil/core.py
 WEIGHT_MODES = ("step", "loss")                     # alphavil/core.py
@@ -218,6 +219,19 @@ class StrList(Rule):
 
 
 @dataclass(frozen=True)
+class Fractions(Rule):
+    def expected(self) -> str:
+        return "a non-empty list of distinct numbers in [0, 1]"
+
+    def check(self, c, key, value):
+        if (isinstance(value, list) and value and all(
+                isinstance(v, (int, float)) and not isinstance(v, bool) and 0 <= v <= 1
+                for v in value) and len(set(value)) == len(value)):  # numbers: hashable
+            return value
+        return c.fail(key, self.expected(), value)
+
+
+@dataclass(frozen=True)
 class Section(Rule):
     """A closed mapping: its keys are exactly the schema's (optional ones may be left out)."""
     schema: dict
@@ -288,6 +302,14 @@ ALPHA = {
 DIW = {"max_weight": Num(1.0, default=10.0), "iterations": Int(1, default=100),
        # exact KMM up to this many examples per auxiliary task (alphavil/methods/diw.py)
        "max_examples": Int(2, default=4000)}
+# ForkMerge (alphavil/methods/forkmerge.py). interval: rounds of batches (one batch of each task)
+# between fork and merge, null = one fork per epoch; lambdas: the joint branch's merge weights
+# tried on the target's dev split (0 = the target-only branch), the paper's grid search.
+FORKMERGE = {"interval": Int(1, default=None, nullable=True),
+             "lambdas": Fractions(default=[i / 10 for i in range(11)])}
+# GCS (alphavil/methods/gcs.py): false adds an auxiliary gradient whose cosine with the
+# target's is > 0 (the paper's unweighted variant); true scales it by that cosine.
+GCS = {"weighted": Is(bool, "true or false", default=False)}
 SPLITS = ("train", "dev", "test")
 N_SPLITS = {f"n_{s}": Int(1) for s in SPLITS}
 
@@ -456,7 +478,8 @@ class Epochs(Rule):
         return epochs
 
 
-SECTIONS = {"train": TRAIN, "base": BASE, "alphavil": ALPHAVIL, "alpha": ALPHA, "diw": DIW}
+SECTIONS = {"train": TRAIN, "base": BASE, "alphavil": ALPHAVIL, "alpha": ALPHA, "diw": DIW,
+            "forkmerge": FORKMERGE, "gcs": GCS}
 
 
 def schema(setting: str | None) -> dict[str, Rule]:

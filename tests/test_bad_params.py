@@ -197,7 +197,7 @@ def test_unknown_method_argument_is_one_line(tmp_path):
     (tmp_path / "params.yaml").write_text(yaml.safe_dump(tiny_raw()))
     line = _run_stage(tmp_path, "train_method.py", "--method", "mgda", "--seed", "0")
     assert line == ("error: --method 'mgda': expected one of the baselines "
-                    "['diw', 'single_task', 'uniform']")
+                    "['diw', 'forkmerge', 'gcs', 'single_task', 'uniform']")
 
 
 def test_missing_nlu_text_source_is_one_line(tmp_path):

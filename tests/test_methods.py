@@ -42,7 +42,11 @@ def test_uniform_with_only_the_target_task_equals_single_task(workdir):
 # wrong class, or a baseline missing here, fails below.
 BASELINES = {"uniform": ({"left", "right"}, False),
              "single_task": ({"left"}, False),
-             "diw": ({"left", "right"}, True)}
+             "diw": ({"left", "right"}, True),
+             # the tiny case's dev split picks λ = 0, the target-only branch (test_forkmerge.py)
+             "forkmerge": ({"left"}, False),
+             # every task's head gets its own gradient, gated or not (test_gcs.py)
+             "gcs": ({"left", "right"}, False)}
 
 
 def test_the_registry_holds_alphavil_and_the_baselines(workdir):

@@ -76,6 +76,9 @@ ALTERNATIVES = {
     "diw.max_weight": lambda v: v / 2,
     "diw.iterations": lambda v: v // 2,
     "diw.max_examples": lambda v: 10,
+    "forkmerge.interval": lambda v: 2,
+    "forkmerge.lambdas": lambda v: [0.0, 0.5, 1.0],
+    "gcs.weighted": lambda v: not v,
     "baselines": lambda v: v[::-1],
     # one more epoch, with an override: the stages of the existing epochs must not care
     "epochs": lambda v: v + [{"id": f"ep{len(v)}", "prev": v[-1]["id"], "n": len(v) + 1,

@@ -8,6 +8,8 @@ from __future__ import annotations
 from .alphavil import AlphaVIL
 from .base import Method
 from .diw import DIW
+from .forkmerge import ForkMerge
+from .gcs import GCS
 from .joint import SingleTask, UniformMTL
 
 METHODS: dict[str, type[Method]] = {
@@ -15,6 +17,8 @@ METHODS: dict[str, type[Method]] = {
     UniformMTL.name: UniformMTL,
     SingleTask.name: SingleTask,
     DIW.name: DIW,
+    ForkMerge.name: ForkMerge,
+    GCS.name: GCS,
 }
 
 

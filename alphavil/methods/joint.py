@@ -36,22 +36,31 @@ class JointTraining(Method):
                      indices: dict[str, torch.Tensor]) -> dict:
         return state
 
-    def run_epoch(self, epoch: EpochSpec, theta: Params, state: dict) -> tuple[Params, dict]:
+    def streams(self, epoch: EpochSpec, state: dict) -> tuple[dict[str, list[Batch]], dict]:
+        """Each task's batches of this epoch (its ρ-subset, drawn with αVIL's seeds), and the
+        state `before_epoch` returns. The model must hold the epoch's starting θ."""
         p = self.ctx.params.for_epoch(epoch.id)
-        model = self.ctx.model
-        load_trainable(model, theta)
         indices = {task: sample_indices(len(self.ctx.split("train", task)),
                                         p["alphavil"]["sample_ratio"],
                                         generator(self.ctx.seed, epoch.id, task, "sample"))
                    for task in self.epoch_tasks()}
         state = self.before_epoch(epoch, state, indices)
-        streams = [list(task_batches(task, self.ctx.split("train", task), idx,
-                                     p["train"]["batch_size"],
-                                     self.example_weights(epoch, task, idx, state)))
-                   for task, idx in indices.items()]
-        opt = make_optimizer(p["train"]["optimizer"],
-                             [q for q in model.parameters() if q.requires_grad], p["train"]["lr"])
-        train_pass(model, round_robin(streams), opt,
+        return {task: list(task_batches(task, self.ctx.split("train", task), idx,
+                                        p["train"]["batch_size"],
+                                        self.example_weights(epoch, task, idx, state)))
+                for task, idx in indices.items()}, state
+
+    def optimizer(self, epoch: EpochSpec):
+        """A fresh optimizer over every trainable parameter, at the epoch's learning rate."""
+        p = self.ctx.params.for_epoch(epoch.id)
+        return make_optimizer(p["train"]["optimizer"], [q for q in self.ctx.model.parameters()
+                                                        if q.requires_grad], p["train"]["lr"])
+
+    def run_epoch(self, epoch: EpochSpec, theta: Params, state: dict) -> tuple[Params, dict]:
+        model = self.ctx.model
+        load_trainable(model, theta)
+        streams, state = self.streams(epoch, state)
+        train_pass(model, round_robin(list(streams.values())), self.optimizer(epoch),
                    where=f"{self.name}, seed {self.ctx.seed}, epoch {epoch.id}")
         return trainable_state(model), state
 

@@ -1,0 +1,67 @@
+"""ForkMerge (Jiang et al., NeurIPS 2023, "ForkMerge: Mitigating Negative Transfer in
+Auxiliary-Task Learning"), with two branches. Every `forkmerge.interval` rounds of batches
+(default: once per epoch) θ is forked into a target-only branch and a joint branch (target
+plus every auxiliary task, equal weights), each trains on the same interval of the epoch's
+batches, and θ becomes θ + (1 − λ)·δ_target + λ·δ_joint, with λ the value of
+`forkmerge.lambdas` whose merge scores best on the target's dev split (the paper's search).
+How it differs from αVIL: docs/algorithm.md."""
+
+from __future__ import annotations
+
+import torch
+
+from ..config import FORKMERGE, EpochSpec
+from ..core import compute_delta, merge
+from ..models import load_trainable, trainable_state
+from ..training import evaluate, train_pass
+from .base import Params
+from .joint import JointTraining, round_robin
+
+
+def pick_lambda(scores: dict[float, dict[str, float]], metric: str) -> float:
+    """The λ with the best dev `metric` (the paper selects on validation performance);
+    a tie, common on a small dev split, goes to the lower dev loss, then to the first λ."""
+    return max(scores, key=lambda lam: (scores[lam].get(metric, 0.0), -scores[lam]["loss"]))
+
+
+class ForkMerge(JointTraining):
+    name = "forkmerge"
+
+    def run_epoch(self, epoch: EpochSpec, theta: Params, state: dict) -> tuple[Params, dict]:
+        cfg = self.ctx.params.for_epoch(epoch.id).get("forkmerge") or {}
+        interval = cfg.get("interval", FORKMERGE["interval"].default)
+        lambdas = [float(v) for v in cfg.get("lambdas", FORKMERGE["lambdas"].default)]
+        model, target = self.ctx.model, self.ctx.target
+        dev = self.ctx.split("dev", target)
+        metric = self.ctx.meta["tasks"][target].get("metric") or "acc"
+        load_trainable(model, theta)
+        streams, state = self.streams(epoch, state)
+        rounds = max(map(len, streams.values()))
+        step = interval or rounds
+        # each branch keeps its own optimizer through the epoch (fresh per epoch, as every
+        # method here); forking replaces only the parameters, in place
+        optimizers = {"target": self.optimizer(epoch), "joint": self.optimizer(epoch)}
+        names = list(theta)
+        chosen, dev_losses = [], []
+        for start in range(0, rounds, step):
+            part = {t: s[start:start + step] for t, s in streams.items()}
+            batches = {"target": part[target], "joint": round_robin(list(part.values()))}
+            deltas = {}
+            for branch in ("target", "joint"):  # the target branch first, as single_task
+                load_trainable(model, theta)
+                train_pass(model, batches[branch], optimizers[branch],
+                           where=f"{self.name}, seed {self.ctx.seed}, epoch {epoch.id}, "
+                                 f"{branch} branch")
+                # float64: θ + 1·δ reproduces the branch bit for bit (λ at 0 or 1)
+                deltas[branch] = compute_delta(theta, trainable_state(model), names,
+                                               torch.float64)
+            def merged(lam: float) -> Params:
+                return merge(theta, [(1.0 - lam, deltas["target"]), (lam, deltas["joint"])])
+
+            scores = {lam: evaluate(model, dev, target, params=merged(lam)) for lam in lambdas}
+            lam = pick_lambda(scores, metric)
+            theta = merged(lam)
+            chosen.append(lam)
+            dev_losses.append(scores[lam]["loss"])
+        load_trainable(model, theta)
+        return theta, {**state, "forkmerge": {"lambda": chosen, "dev_loss": dev_losses}}

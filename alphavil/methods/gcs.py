@@ -1,0 +1,108 @@
+"""GCS: gradient cosine similarity (Du et al. 2018, "Adapting Auxiliary Losses Using
+Gradient Similarity"). Every step takes one batch of the target and one of each auxiliary
+task and computes each task's gradient separately. On the shared trunk, an auxiliary
+gradient is added to the target's only where their cosine is positive (`gcs.weighted`:
+scaled by the cosine, the paper's weighted variant); each task's head gets its own task's
+gradient, as in joint training. An epoch has as many steps as the target has batches
+(as single_task); an auxiliary task with fewer batches starts over."""
+
+from __future__ import annotations
+
+import math
+
+import torch
+
+from .. import distributed
+from ..config import GCS as GCS_PARAMS, EpochSpec
+from ..models import load_trainable, trainable_state
+from ..training import Batch, _sharded_loss, task_loss
+from .base import Params
+from .joint import JointTraining
+
+
+def cosine(a: dict[str, torch.Tensor], b: dict[str, torch.Tensor],
+           names: list[str]) -> torch.Tensor:
+    """cos(a, b) of two gradients over the parameters `names`, as one vector (a parameter
+    missing from one of them, i.e. not reached by its loss, counts as 0), accumulated in
+    float64; 0 where either gradient is 0 (no direction to agree with)."""
+    device = next(iter(a.values())).device if a else None
+    zero = torch.zeros((), dtype=torch.float64, device=device)
+    dot = sum(((a[n].double() * b[n].double()).sum() for n in names if n in a and n in b), zero)
+    na = torch.sqrt(sum((a[n].double().pow(2).sum() for n in names if n in a), zero))
+    nb = torch.sqrt(sum((b[n].double().pow(2).sum() for n in names if n in b), zero))
+    return torch.where(na * nb > 0, dot / (na * nb).clamp_min(1e-300), zero)
+
+
+def gate(cos: float, weighted: bool) -> float:
+    """The factor of an auxiliary gradient on the shared parameters: 1 (unweighted) or cos
+    (weighted) where cos > 0, else 0."""
+    if cos > 0:
+        return cos if weighted else 1.0
+    return 0.0
+
+
+class GCS(JointTraining):
+    name = "gcs"
+
+    def loss(self, batch: Batch) -> tuple[torch.Tensor, torch.Tensor]:
+        """(the loss to differentiate, its value over the whole batch): the batch's mean
+        loss, this rank's share of it under a launcher (as training.train_pass)."""
+        task, inputs, labels, weight = batch
+        if distributed.active():
+            return _sharded_loss(self.ctx.model, task, inputs, labels, weight)
+        loss = (task_loss(self.ctx.model(inputs, task), labels) * weight).mean()
+        return loss, loss.detach()
+
+    def run_epoch(self, epoch: EpochSpec, theta: Params, state: dict) -> tuple[Params, dict]:
+        cfg = self.ctx.params.for_epoch(epoch.id).get("gcs") or {}
+        weighted = bool(cfg.get("weighted", GCS_PARAMS["weighted"].default))
+        model, target = self.ctx.model, self.ctx.target
+        load_trainable(model, theta)
+        streams, state = self.streams(epoch, state)
+        opt = self.optimizer(epoch)
+        own = {n: p for n, p in model.named_parameters() if p.requires_grad}
+        shared = [n for n in own if n.startswith("trunk.")]
+        trunk = set(shared)
+        names = {t: shared + [n for n in own if n.startswith(f"heads.{t}.")] for t in streams}
+        aux = [t for t in streams if t != target]
+        applied = {t: 0 for t in aux}
+        cos_sum = {t: 0.0 for t in aux}
+        where = f"{self.name}, seed {self.ctx.seed}, epoch {epoch.id}"
+        model.train()
+        steps = len(streams[target])
+        for step in range(steps):
+            batches = {t: streams[t][step % len(streams[t])] for t in [target] + aux}
+            grads, values = {}, []
+            for t, batch in batches.items():
+                loss, value = self.loss(batch)
+                g = torch.autograd.grad(loss, [own[n] for n in names[t]], allow_unused=True)
+                # a parameter the loss does not reach gets no gradient (None), as in
+                # train_pass, so the optimizer leaves it alone
+                grads[t] = {n: x for n, x in zip(names[t], g) if x is not None}
+                if distributed.active():
+                    distributed.all_reduce_sum_(list(grads[t].values()))
+                values.append(value)
+            cosines = [cosine(grads[target], grads[t], shared) for t in aux]
+            # one read of the device per step: the losses to check and the cosines to gate on
+            read = torch.stack([v.double() for v in values] + cosines).tolist()
+            for t, value in zip(batches, read):
+                if not math.isfinite(value):
+                    raise FloatingPointError(f"{where}: loss of task {t!r} is {value} at step "
+                                             f"{step}; stopping (lower train.lr?)")
+            total = grads[target]
+            for t, cos in zip(aux, read[len(batches):]):
+                cos_sum[t] += cos
+                factor = gate(cos, weighted)
+                applied[t] += factor > 0
+                for n, g in grads[t].items():
+                    if n not in trunk:  # the task's own head: its gradient, whatever the cosine
+                        total[n] = g
+                    elif factor > 0:
+                        total[n] = total[n] + factor * g if n in total else factor * g
+            opt.zero_grad(set_to_none=True)
+            for n, g in total.items():
+                own[n].grad = g
+            opt.step()
+        stats = {t: {"applied": applied[t] / steps, "mean_cosine": cos_sum[t] / steps}
+                 for t in aux}
+        return trainable_state(model), {**state, "gcs": stats}
