@@ -719,8 +719,10 @@ def check_data_source(params: Params) -> None:
         if task.inputs == "fashion":
             if not any((Path(FASHION_DIR) / f"train-images-idx3-ubyte{ext}").is_file()
                        for ext in ("", ".gz")):
-                raise ParamsError(f"tasks.{name}.inputs: 'fashion' reads {FASHION_DIR}, not "
-                                  f"found; `{INSTALLED_BY[FASHION_DIR]}` installs it")
+                raise ParamsError(f"tasks.{name}.inputs: expected Fashion-MNIST's IDX files "
+                                  f"in {FASHION_DIR} for 'fashion', not found; "
+                                  f"`{INSTALLED_BY.get(FASHION_DIR, 'make install-fashion')}` "
+                                  "installs it")
     d = params.raw.get("data") or {}
     if d.get("source") != "mnist_idx":
         return

