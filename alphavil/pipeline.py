@@ -79,15 +79,16 @@ def prepare(params_path: str | Path = "params.yaml", out_dir: Path = layout.DATA
         return
     from .data import save_prepared
     from .digits import load_digits
-    from .multimnist import build
+    from .multimnist import build, task_splits
 
     d = params.section("data")
     say(f"prepare: loading digits from {d['source']!r}")
     digits, labels = load_digits(d["source"], d.get("source_args") or {})
     splits = build(digits, labels, d)
+    own = task_splits(digits, labels, d, params.tasks, splits)
     if out_dir.exists() and distributed.is_main():
         shutil.rmtree(out_dir)
-    save_prepared(out_dir, splits, params)
+    save_prepared(out_dir, splits, params, own)
     say(f"prepare: wrote {', '.join(f'{s} {len(c.left)}' for s, c in splits.items())} "
         f"images to {out_dir}")
 

@@ -84,6 +84,27 @@ def holm(pvalues: dict[str, float | None]) -> dict[str, float | None]:
     return out
 
 
+def ranking_score(values: dict[str, float | None], roles: dict[str, str]) -> float | None:
+    """The fraction of (helpful, harmful) task pairs whose helpful task has the larger value
+    (a weight or an α), ties counting half, as in the Mann-Whitney AUC: 1 ranks every
+    harmful task below every helpful one, 0.5 is chance, or αVIL switching both off.
+    Pairs with a value of None (α not estimated: the task took no step) are left out;
+    None where no pair is left."""
+    helpful = [t for t, r in roles.items() if r == "helpful" and values.get(t) is not None]
+    harmful = [t for t, r in roles.items() if r == "harmful" and values.get(t) is not None]
+    pairs = [(values[h], values[b]) for h in helpful for b in harmful]
+    if not pairs:
+        return None
+    return sum(1.0 if a > b else 0.5 if a == b else 0.0 for a, b in pairs) / len(pairs)
+
+
+def aux_roles(params: Params) -> dict[str, str]:
+    """Roles of the auxiliary tasks, or {} unless a suite has both a helpful and a harmful
+    one (the ranking score is then undefined)."""
+    roles = {t: s.role for t, s in params.tasks.items() if t != params.target and s.role}
+    return roles if {"helpful", "harmful"} <= set(roles.values()) else {}
+
+
 def summarise(params: Params, records: list[dict], metric: str | None = None) -> dict:
     metric = primary_metric(records[0], metric)
     last = params.epochs[-1].id
@@ -120,6 +141,12 @@ def summarise(params: Params, records: list[dict], metric: str | None = None) ->
             # null where no seed estimated it; final_alpha_seeds: how many seeds did
             entry["final_alpha"] = {t: a for t, (a, _) in alpha.items()}
             entry["final_alpha_seeds"] = {t: k for t, (_, k) in alpha.items()}
+            roles = aux_roles(params)
+            if roles:  # ground truth of the suite (tasks.<name>.role)
+                for by in ("weights", "alpha"):
+                    per_seed = [ranking_score(r[by], roles) for r in finals_state]
+                    entry[f"ranking_{by}"] = mean_estimated(per_seed)[0]
+                    entry[f"ranking_{by}_per_seed"] = dict(zip(map(str, params.seeds), per_seed))
             if params.section("alpha").get("guard", False):
                 refused = [f"s{r['seed']} {r['epoch']}" for seed in params.seeds
                            for r in by_run[(method, seed)] if r.get("merge_rejected")]
@@ -189,6 +216,11 @@ def markdown(summary: dict, params: Params, aw: dict | None = None) -> str:
         for t in params.tasks:
             a = alpha_cell(e["final_alpha"][t], e["final_alpha_seeds"][t], seeds)
             lines.append(f"| {t} | {e['final_weight'][t]:.3f} | {a} |")
+        if "ranking_weights" in e:
+            lines += ["", "Ranking against the suite's roles (fraction of (helpful, harmful) "
+                      "pairs with the helpful task higher, ties ½; mean over seeds): final "
+                      f"weight {alpha_cell(e['ranking_weights'], 0, 0)}, final α "
+                      f"{alpha_cell(e['ranking_alpha'], 0, 0)}."]
         if "merges_rejected" in e:
             merges = seeds * summary["epochs"]
             at = (f" (θ and the weights carried over): {', '.join(e['merges_rejected_at'])}"

@@ -1,4 +1,5 @@
-"""The one registry of task kinds: how a task's label is read off a prepared example.
+"""The registries of what a vision task is: how its label is read off a prepared example
+(`label:`), which images it sees (`inputs:`), and its ground-truth role (`role:`).
 
 A task in params.yaml names a kind (`label:`); adding a kind is one entry here.
 """
@@ -27,6 +28,21 @@ TASK_LABELS: dict[str, TaskLabel] = {
     "sum_mod10": TaskLabel(10, lambda left, right: (left + right) % 10,
                            "sum of both digits modulo 10"),
 }
+
+
+# Which images a task sees (alphavil/data.py builds them; the label kind reads the classes
+# of whatever was composed). Dev and test of a task see the same kind of images as its train.
+TASK_INPUTS: dict[str, str] = {
+    "shared": "the split's composed images, shared by every task (no copy)",
+    "permuted": "the shared images under a fixed random pixel permutation, one per task "
+                "(seeded by data.seed and the task name): the same labels, scrambled inputs",
+    "fashion": "two Fashion-MNIST items per image (Debian's dataset-fashion-mnist, "
+               "`make install-fashion`), composed like the digits; labels read their classes",
+}
+
+# Ground truth of a suite's construction (configs/suite-*.yaml): what an auxiliary task is
+# built to do to the target. Only the metrics read it (report.py ranking_score).
+ROLES = ("helpful", "unrelated", "harmful")
 
 
 def make_labels(kind: str, left: np.ndarray, right: np.ndarray, noise: float,

@@ -94,6 +94,12 @@ CASES = [
     ("train.precision", "fp16", "train.precision", "one of ['bf16', 'fp32']", 1),
     ("alphavil.weight_mode", "steps", "alphavil.weight_mode", "did you mean step?", 1),
     ("baselines", ["unifrom"], "baselines", "did you mean uniform?", 1),
+    # per-task knobs of the ground-truth suites (alphavil/tasks.py)
+    ("tasks.right.role", "helpfull", "tasks.right.role", "did you mean helpful?", 1),
+    ("tasks.right.inputs", "shuffled", "tasks.right.inputs",
+     "one of ['fashion', 'permuted', 'shared']", 1),
+    ("tasks.left.n_train", 0, "tasks.left.n_train", "an integer >= 1", 1),
+    ("tasks.left.n_train", HUGE, "tasks.left.n_train", "fit this machine's memory", 1),
     # the file itself
     (None, Raw(b"seeds: [0]\ntarget: l\xe9ft\n"), "params.yaml", "expected UTF-8 text", 1),
     (None, Sub("seeds: [0, 1, 2, 3, 4]", "seeds: [0, 1"), "params.yaml",
