@@ -164,7 +164,10 @@ def stage_times(timing_file: Path, repro_wall: float) -> dict:
     for line in timing_file.read_text().splitlines() if timing_file.is_file() else []:
         r = json.loads(line)
         kind = Path(r["argv"][0]).stem
-        start, enter, end = r.get("start"), r["enter"], r["end"]
+        # check_params validates and exits without importing the pipeline, so it has no
+        # "enter" mark: its whole process counts as start-up
+        start, end = r.get("start"), r["end"]
+        enter = r.get("enter", end)
         if start is None or not 0 <= enter - start < 300:
             start = None  # no usable process start time (no /proc): count from the imports
         ready = r.get("ready") or enter

@@ -27,7 +27,8 @@ def test_tiny_pipeline_part_on_the_cpu(tmp_path):
     # every stage process reported its timing, and none imported the compiler stack
     stages = tiny["dvc"]["stages"]
     assert {k: v["n"] for k, v in stages.items()} == {
-        "prepare": 1, "train_base": 1, "finetune": 4, "estimate_alpha": 2, "merge": 2,
+        "check_params": 1, "prepare": 1, "train_base": 1, "finetune": 4, "estimate_alpha": 2,
+        "merge": 2,
         "train_method": 1, "evaluate": 1}
     for row in stages.values():
         assert row["wall"] >= row["startup"] >= 0 and row["work"] >= 0
