@@ -44,7 +44,9 @@ import yaml
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "tests"))
-from dvcrepo import COPY  # noqa: E402  (what a throwaway pipeline repository holds)
+from dvcrepo import copy_pipeline  # noqa: E402  (what a throwaway repository holds)
+
+from benchmarks.run import _alternate  # noqa: E402
 
 # CPU and GPU agree when every α differs by at most ALPHA and every final accuracy by at
 # most max(ACC, ACC_EXAMPLES test examples). fp32 on the GPU is IEEE fp32 (TF32 off,
@@ -53,17 +55,6 @@ TOLERANCE = {"alpha": 0.01, "acc": 0.01, "acc_examples": 2}
 
 
 # --- helpers ---------------------------------------------------------------------------
-
-def _alternate(fns: dict, repeats: int) -> dict[str, float]:
-    """Median wall time of each fn, run in turns (A B A B ...)."""
-    times: dict[str, list[float]] = {k: [] for k in fns}
-    for _ in range(repeats):
-        for k, fn in fns.items():
-            t = time.perf_counter()
-            fn()
-            times[k].append(time.perf_counter() - t)
-    return {k: statistics.median(v) for k, v in times.items()}
-
 
 def _tail(text: str, n: int = 2500) -> str:
     return text if len(text) <= n else "..." + text[-n:]
@@ -195,12 +186,7 @@ def stage_times(timing_file: Path, repro_wall: float) -> dict:
 
 def new_repo(path: Path, raw: dict) -> dict:
     """A throwaway DVC repository holding this tree's pipeline (git if there is one)."""
-    for name in COPY:
-        src = ROOT / name
-        if src.is_dir():
-            shutil.copytree(src, path / name, ignore=shutil.ignore_patterns("__pycache__"))
-        else:
-            shutil.copy2(src, path / name)
+    copy_pipeline(path)
     (path / "params.yaml").write_text(yaml.safe_dump(raw, sort_keys=False))
     env = {**os.environ, "PATH": str(Path(sys.executable).parent) + os.pathsep
            + os.environ["PATH"], "ALPHAVIL_QUIET": "1", "DVC_NO_ANALYTICS": "1",

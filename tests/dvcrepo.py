@@ -15,15 +15,20 @@ ROOT = Path(__file__).resolve().parents[1]
 COPY = ["dvc.yaml", "stages", "alphavil", ".dvcignore", ".gitignore"]
 
 
+def copy_pipeline(path: Path) -> None:
+    """This tree's pipeline files (COPY) into `path`, without bytecode caches."""
+    for name in COPY:
+        src = ROOT / name
+        if src.is_dir():
+            shutil.copytree(src, path / name, ignore=shutil.ignore_patterns("__pycache__"))
+        else:
+            shutil.copy2(src, path / name)
+
+
 class DvcRepo:
     def __init__(self, path: Path, params: dict):
         self.path = path
-        for name in COPY:
-            src = ROOT / name
-            if src.is_dir():
-                shutil.copytree(src, path / name, ignore=shutil.ignore_patterns("__pycache__"))
-            else:
-                shutil.copy2(src, path / name)
+        copy_pipeline(path)
         self.write_params(params)
         bindir = str(Path(sys.executable).parent)
         self.env = {**os.environ, "PATH": bindir + os.pathsep + os.environ["PATH"],
