@@ -46,6 +46,7 @@ WEIGHT_MODES = ("step", "loss")                     # alphavil/core.py
 DELTA_DTYPES = ("float64", "float32", "bfloat16")   # alphavil/core.py
 POOLINGS = ("mean", "cls", "pooler")                # alphavil/nlu/model.py
 SETTINGS = ("vision", "nlu")
+BUDGET_MATCHES = ("epochs", "compute")              # alphavil/budget.py
 
 INT64_MAX = 2**63 - 1
 SEED_MAX = 2**64 - 1  # torch.manual_seed's upper limit
@@ -314,6 +315,9 @@ FORKMERGE = {"interval": Int(1, default=None, nullable=True),
 # GCS (alphavil/methods/gcs.py): false adds an auxiliary gradient whose cosine with the
 # target's is > 0 (the paper's unweighted variant); true scales it by that cosine.
 GCS = {"weighted": Is(bool, "true or false", default=False)}
+# What a baseline epoch spends (alphavil/budget.py): one pass over each task's ρ-subset
+# (epochs), or as many forward+backward example passes as αVIL plans for the epoch (compute).
+BUDGET = {"match": OneOf(BUDGET_MATCHES, default="epochs")}
 SPLITS = ("train", "dev", "test")
 N_SPLITS = {f"n_{s}": Int(1) for s in SPLITS}
 
@@ -489,7 +493,7 @@ class Epochs(Rule):
 
 
 SECTIONS = {"train": TRAIN, "base": BASE, "alphavil": ALPHAVIL, "alpha": ALPHA, "diw": DIW,
-            "forkmerge": FORKMERGE, "gcs": GCS}
+            "forkmerge": FORKMERGE, "gcs": GCS, "budget": BUDGET}
 
 
 def schema(setting: str | None) -> dict[str, Rule]:

@@ -27,6 +27,10 @@ def pick_lambda(scores: dict[float, dict[str, float]], metric: str) -> float:
 class ForkMerge(JointTraining):
     name = "forkmerge"
 
+    def epoch_passes(self, sizes: dict[str, int], batch_size: int) -> int:
+        # the target-only branch trains on the target's batches, the joint one on all
+        return sizes[self.ctx.target] + sum(sizes.values())
+
     def run_epoch(self, epoch: EpochSpec, theta: Params, state: dict) -> tuple[Params, dict]:
         cfg = self.ctx.params.for_epoch(epoch.id).get("forkmerge") or {}
         interval = cfg.get("interval", FORKMERGE["interval"].default)

@@ -9,10 +9,12 @@ gradient, as in joint training. An epoch has as many steps as the target has bat
 from __future__ import annotations
 
 import math
+from itertools import cycle, islice
 
 import torch
 
 from .. import distributed
+from ..budget import batch_sizes
 from ..config import GCS as GCS_PARAMS, EpochSpec
 from ..models import load_trainable, trainable_state
 from ..training import Batch, _sharded_loss, task_loss
@@ -43,6 +45,13 @@ def gate(cos: float, weighted: bool) -> float:
 
 class GCS(JointTraining):
     name = "gcs"
+
+    def epoch_passes(self, sizes: dict[str, int], batch_size: int) -> int:
+        # a step per target batch, each computing one batch of every task (an auxiliary
+        # task with fewer batches starts over, as in run_epoch)
+        steps = len(batch_sizes(sizes[self.ctx.target], batch_size))
+        return sum(sum(islice(cycle(batch_sizes(n, batch_size)), steps))
+                   for n in sizes.values())
 
     def loss(self, batch: Batch) -> tuple[torch.Tensor, torch.Tensor]:
         """(the loss to differentiate, its value over the whole batch): the batch's mean

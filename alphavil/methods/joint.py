@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import torch
 
+from .. import budget
 from ..config import EpochSpec
 from ..models import load_trainable, trainable_state
 from ..seeding import generator
@@ -32,6 +33,11 @@ class JointTraining(Method):
         """A scalar, or a tensor over the task's whole training split (read at `idx`)."""
         return 1.0
 
+    def epoch_passes(self, sizes: dict[str, int], batch_size: int) -> int:
+        """Forward+backward example passes of an epoch over `sizes` examples per task: each
+        batch once (methods that train several branches or gradients count each)."""
+        return sum(sizes.values())
+
     def before_epoch(self, epoch: EpochSpec, state: dict,
                      indices: dict[str, torch.Tensor]) -> dict:
         return state
@@ -45,10 +51,28 @@ class JointTraining(Method):
                                         generator(self.ctx.seed, epoch.id, task, "sample"))
                    for task in self.epoch_tasks()}
         state = self.before_epoch(epoch, state, indices)
+        if (p.get("budget") or {}).get("match", "epochs") == "compute":
+            indices = self.compute_matched(epoch, p, indices)
+        # what the epoch spends, to compare methods' compute (alphavil/budget.py)
+        state = {**state, "passes": self.epoch_passes(
+            {t: len(i) for t, i in indices.items()}, p["train"]["batch_size"])}
         return {task: list(task_batches(task, self.ctx.split("train", task), idx,
                                         p["train"]["batch_size"],
                                         self.example_weights(epoch, task, idx, state)))
                 for task, idx in indices.items()}, state
+
+    def compute_matched(self, epoch: EpochSpec, p: dict,
+                        indices: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        """The epoch's indices stretched to αVIL's planned example passes for this epoch."""
+        sizes = {t: len(self.ctx.split("train", t)) for t in self.ctx.tasks}
+        ratio = p["alphavil"]["sample_ratio"]
+        planned = budget.alphavil_passes(
+            sizes, ratio, len(self.ctx.split("dev", self.ctx.target)),
+            p["alpha"]["steps"], p["alpha"]["batch_size"])
+        own = self.epoch_passes({t: len(i) for t, i in indices.items()},
+                                p["train"]["batch_size"])
+        return budget.stretch(indices, budget.factor(planned, own), sizes, ratio,
+                              self.ctx.seed, epoch.id)
 
     def optimizer(self, epoch: EpochSpec):
         """A fresh optimizer over every trainable parameter, at the epoch's learning rate."""

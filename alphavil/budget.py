@@ -1,0 +1,61 @@
+"""Compute budgets: how many forward+backward example passes an epoch spends.
+
+`budget.match: epochs` (default) gives every baseline one pass over each task's ρ-subset per
+epoch, as αVIL's fine-tunes. `compute` gives each baseline epoch as many example passes as
+αVIL plans for the same epoch: every task's fine-tune on its ρ-subset plus the α-estimation
+steps on the target's dev split (each a forward and backward pass of its examples). The
+baseline then draws further ρ-subsets of each task, in proportion, until it has spent that
+budget. Forward-only work (dev evaluations, DIW's features, ForkMerge's λ search) is not
+counted for any method. αVIL's planned budget counts every task's fine-tune, also once a
+task's weight is 0 and its fine-tune is skipped: a baseline never gets less than αVIL spent.
+"""
+
+from __future__ import annotations
+
+from itertools import cycle, islice
+
+import torch
+
+from .config import BUDGET_MATCHES as MATCHES  # noqa: F401 (the values of budget.match)
+from .seeding import generator
+from .training import sample_indices, sample_size
+
+
+def batch_sizes(n: int, batch_size: int) -> list[int]:
+    """The sizes of the minibatches of one pass over n examples."""
+    return [min(batch_size, n - start) for start in range(0, n, batch_size)]
+
+
+def alphavil_passes(train_sizes: dict[str, int], ratio: float, dev_size: int,
+                    alpha_steps: int, alpha_batch_size: int) -> int:
+    """αVIL's planned example passes in one epoch: each task's ρ-subset once, and α's steps,
+    each on the next minibatch of shuffled passes over the target's dev split."""
+    finetunes = sum(sample_size(n, ratio) for n in train_sizes.values())
+    dev = sum(islice(cycle(batch_sizes(dev_size, alpha_batch_size)), alpha_steps))
+    return finetunes + dev
+
+
+def stretch(indices: dict[str, torch.Tensor], factor: float, sizes: dict[str, int],
+            ratio: float, seed: int, epoch_id: str) -> dict[str, torch.Tensor]:
+    """Each task's indices lengthened (or shortened) to round(factor × their length):
+    the epoch's own ρ-subset first, then fresh ρ-subsets drawn with their own seeds, so an
+    epoch at factor 1 is exactly the epoch-matched one."""
+    out = {}
+    for task, idx in indices.items():
+        want = max(1, round(factor * len(idx)))
+        parts, have, i = [idx], len(idx), 1
+        while have < want:
+            extra = sample_indices(sizes[task], ratio,
+                                   generator(seed, epoch_id, task, "sample", "budget", i))
+            parts.append(extra)
+            have += len(extra)
+            i += 1
+        out[task] = torch.cat(parts)[:want]
+    return out
+
+
+def factor(budget: int, passes: int) -> float:
+    """How many times an ordinary epoch's passes fit in the budget."""
+    if passes <= 0:
+        raise ValueError("an epoch with no example passes cannot be stretched")
+    return budget / passes

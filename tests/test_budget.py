@@ -1,0 +1,84 @@
+"""Compute budgets (alphavil/budget.py, `budget.match`): under `compute` every baseline epoch
+spends as many forward+backward example passes as αVIL plans for it."""
+
+import pytest
+import torch
+
+from alphavil.budget import alphavil_passes, stretch
+from alphavil.config import ParamsError, load_params, validate
+from alphavil.context import RunContext
+from alphavil.methods import get_method
+from alphavil.models import trainable_state
+
+from conftest import tiny_raw
+
+BASELINES = ["single_task", "uniform", "diw", "forkmerge", "gcs"]
+
+
+def test_alphavil_passes_by_hand():
+    # fine-tunes: 300 + 2000 examples at ρ = 1; α: 20 steps of dev minibatches 128, 128,
+    # 128, 116 (500 examples) = 5 whole passes
+    assert alphavil_passes({"a": 300, "b": 2000}, 1.0, 500, 20, 128) == 2300 + 2500
+    # ρ = 0.5 rounds each subset up; 6 steps: 500 + 128 + 128
+    assert alphavil_passes({"a": 301, "b": 2000}, 0.5, 500, 6, 128) == 151 + 1000 + 756
+    assert alphavil_passes({"a": 10}, 1.0, 500, 0, 128) == 10
+
+
+def test_stretch_keeps_the_epochs_subset_first_and_draws_fresh_ones_after():
+    g = torch.Generator().manual_seed(0)
+    idx = {"a": torch.randperm(10, generator=g)[:6]}
+    same = stretch(idx, 1.0, {"a": 10}, 0.6, seed=0, epoch_id="ep0")
+    assert torch.equal(same["a"], idx["a"])
+    long = stretch(idx, 2.5, {"a": 10}, 0.6, seed=0, epoch_id="ep0")["a"]
+    assert len(long) == 15 and torch.equal(long[:6], idx["a"])
+    # the extra subsets are ρ-subsets of the split (6 distinct of 10), not copies
+    assert len(set(long[6:12].tolist())) == 6 and not torch.equal(long[6:12], idx["a"])
+    assert len(stretch(idx, 0.5, {"a": 10}, 0.6, seed=0, epoch_id="ep0")["a"]) == 3
+
+
+def _counted_epoch(workdir, method, match, **sections):
+    """One epoch of `method`; the example rows its model saw with autograd on (forward
+    passes that are backpropagated) and the state's own count."""
+    workdir(budget={"match": match}, **sections)
+    ctx = RunContext.build(load_params("params.yaml"), seed=0)
+    seen = []
+    forward = ctx.model.forward
+
+    def counting(inputs, task):
+        out = forward(inputs, task)
+        if torch.is_grad_enabled():
+            seen.append(len(out))
+        return out
+
+    ctx.model.forward = counting
+    m = get_method(method)(ctx)
+    theta, state = m.run_epoch(ctx.params.epochs[0], trainable_state(ctx.model),
+                               m.initial_state())
+    return sum(seen), state["passes"], theta
+
+
+@pytest.mark.parametrize("method", BASELINES)
+def test_compute_match_spends_alphavils_planned_passes(workdir, method):
+    # tiny params: two tasks of 96 training examples, dev 48, α 3 steps of 32:
+    # αVIL plans 96 + 96 + (32 + 16 + 32) = 272 passes per epoch
+    ordinary, recorded, _ = _counted_epoch(workdir, method, "epochs")
+    assert recorded == ordinary == {"single_task": 96, "forkmerge": 288}.get(method, 192)
+    spent, recorded, _ = _counted_epoch(workdir, method, "compute")
+    assert spent == recorded
+    # rounding to whole examples per task: within one example per task of the budget
+    assert abs(spent - 272) <= 2
+
+
+def test_a_budget_equal_to_the_epoch_is_the_epoch_matched_run(workdir):
+    """With no α steps αVIL plans exactly one pass over each task, as uniform MTL spends:
+    the compute-matched run must then be the epoch-matched one, bit for bit."""
+    _, _, by_epochs = _counted_epoch(workdir, "uniform", "epochs", alpha={"steps": 0})
+    _, _, by_compute = _counted_epoch(workdir, "uniform", "compute", alpha={"steps": 0})
+    assert all(torch.equal(by_epochs[n], by_compute[n]) for n in by_epochs)
+    _, passes, single = _counted_epoch(workdir, "single_task", "compute", alpha={"steps": 0})
+    assert passes == 192  # the target alone, twice over
+
+
+def test_budget_match_must_be_a_known_value():
+    with pytest.raises(ParamsError, match="budget.match: expected one of"):
+        validate(tiny_raw(budget={"match": "flops"}))
