@@ -288,6 +288,10 @@ def base_params(configs: list[Path], params_path: Path = Path("params.yaml")) ->
     """params.yaml with the overlays applied and validated, as alphavil.study does."""
     merged = merged_params(configs, params_path) if configs else read_yaml(params_path)
     check_data_source(validate(merged, str(params_path)))
+    for i, epoch in enumerate(merged["epochs"]):
+        if "lr" in (epoch.get("overrides") or {}):  # the grid would not act on that epoch
+            raise ParamsError(f"epochs[{i}].overrides.lr: expected none (it replaces the "
+                              "train.lr the grid varies for that epoch)")
     return merged
 
 

@@ -248,6 +248,17 @@ def test_bad_arguments_are_one_line_errors(argv, expected, monkeypatch, capsys):
     assert len(err) == 1 and expected in err[0]
 
 
+def test_an_epoch_lr_override_is_refused(tmp_path, monkeypatch, capsys):
+    """An epoch's `overrides.lr` replaces train.lr there: the grid would not act on it."""
+    raw = tiny_raw()
+    raw["epochs"][1]["overrides"] = {"lr": 0.01}
+    (tmp_path / "params.yaml").write_text(yaml.safe_dump(raw))
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr(lrgrid, "_dvc", lambda *a, **k: pytest.fail("dvc called"))
+    assert lrgrid.main(["select", "--grid", "0.001,0.003", "--seeds", "0"]) == 2
+    assert "epochs[1].overrides.lr: expected none" in capsys.readouterr().err
+
+
 def test_lr_text_reads_back_as_the_same_float():
     for lr in (1e-05, 0.0003, 0.001, 0.1, 2.0):
         text = lrgrid.lr_text(lr)
