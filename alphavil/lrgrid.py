@@ -31,15 +31,14 @@ import yaml
 from . import safety
 from .artifacts import ArtifactError, read_json, write_json, write_text
 from .config import ParamsError, check_data_source, read_yaml, validate
-from .report import _fmt, _mean_std, _p, holm, paired_comparison
+# _SAME: dev metrics closer than this are a tie (means of multiples of 1/N)
+from .report import _SAME, _fmt, _mean_std, _p, holm, paired_comparison
 from .study import merged_params
 
 SELECTION = Path("metrics/lr_selection.json")
 TESTED_JSON = Path("metrics/lr_tested.json")
 TESTED_MD = Path("metrics/lr_tested.md")
 SUMMARY = "metrics/summary.json"
-# dev metrics closer than this are a tie (means of multiples of 1/N, as in report._SAME)
-_SAME = 1e-12
 
 
 # --- reading DVC ------------------------------------------------------------------------
