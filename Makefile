@@ -4,6 +4,7 @@
 # `make test`: the test suite (what CI runs).
 # `make plots`: `dvc plots show` as a page that renders offline, in dvc_plots/ (docs/pipeline.md).
 # `make heldout`: the default configuration on ten seeds not used while developing it.
+# `make lr-grid`: each method's train.lr chosen on dev, then tested on fresh seeds (hours).
 # `make bench`: the performance table of docs/performance.md (a few minutes).
 # `make gpu-check`: the GPU check of docs/performance.md (≤ 8 minutes on one GPU).
 # `make run-fashion`: Multi-Fashion at paper size (docs/scale.md; hours on a CPU).
@@ -12,7 +13,7 @@ PY := $(VENV)/bin/python
 export PATH := $(CURDIR)/$(VENV)/bin:$(PATH)
 export DVC_NO_ANALYTICS := 1
 
-.PHONY: install install-nlu install-fashion run verify run-nlu run-fashion harmful heldout test test-fast bench gpu-check dag plots clean
+.PHONY: install install-nlu install-fashion run verify run-nlu run-fashion harmful heldout lr-grid test test-fast bench gpu-check dag plots clean
 
 $(VENV)/.installed: requirements.txt pyproject.toml
 	python3 -m venv $(VENV)
@@ -72,6 +73,14 @@ harmful: install
 # the default configuration on ten seeds (5-14) not used while developing it
 heldout: install
 	python -m alphavil.study configs/heldout-seeds.yaml
+
+# each method at its own dev-selected train.lr (docs/pipeline.md, "Learning rate per method")
+LR_GRID ?= 0.0003,0.001,0.003
+LR_SEEDS ?= 0,1,2
+LR_TEST_SEEDS ?= 5,6,7,8,9,10,11,12,13,14
+lr-grid: install
+	python -m alphavil.lrgrid select --grid $(LR_GRID) --seeds $(LR_SEEDS)
+	python -m alphavil.lrgrid test --seeds $(LR_TEST_SEEDS)
 
 # the NLU sources are installed too, so the NLU tests run rather than skip (5 s of pip)
 test: install-nlu

@@ -1,0 +1,386 @@
+"""Each method at its own learning rate: chosen on dev over a small grid, tested on fresh seeds.
+
+    python -m alphavil.lrgrid select --grid 0.0003,0.001,0.003 --seeds 0,1,2 [CONFIG ...] [-j N]
+    python -m alphavil.lrgrid test --seeds 5,6,7,8,9,10,11,12,13,14 [CONFIG.yaml ...] [-j N]
+
+`select` queues one DVC experiment per grid value (`dvc exp run --queue -S train.lr=LR
+-S seeds=[...]`, over params.yaml with the overlays applied as alphavil.study applies them),
+runs the queue, and picks for every method the lr with the highest mean final-epoch dev
+metric over the seeds (metrics/summary.json `methods.<m>.dev`); ties go to the lr nearest
+params.yaml's train.lr on a log scale, then to the smaller. It writes metrics/lr_selection.json.
+`test` runs one experiment per distinct selected lr on seeds that took no part in the choice
+and reports each method at its own lr, αVIL paired with each baseline over the seeds
+(metrics/lr_tested.json, metrics/lr_tested.md). docs/pipeline.md, "Learning rate per method".
+
+Reading DVC (`exp_records`) is kept apart from the pure choice and report functions below it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import json
+import math
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import yaml
+
+from . import safety
+from .artifacts import ArtifactError, read_json, write_json, write_text
+from .config import ParamsError, check_data_source, read_yaml, validate
+# _SAME: dev metrics closer than this are a tie (means of multiples of 1/N)
+from .report import _SAME, _fmt, _mean_std, _p, holm, paired_comparison
+from .study import merged_params
+
+SELECTION = Path("metrics/lr_selection.json")
+TESTED_JSON = Path("metrics/lr_tested.json")
+TESTED_MD = Path("metrics/lr_tested.md")
+SUMMARY = "metrics/summary.json"
+
+
+# --- reading DVC ------------------------------------------------------------------------
+
+def exp_records(show: list) -> list[dict]:
+    """`dvc exp show --json` (DVC 3) as one record per experiment: {name, rev, state,
+    failed, params (params.yaml), metrics (metrics/summary.json, None if missing)}.
+    Its shape: a list of baseline revisions (the first is the workspace), each with
+    `experiments`: null or a list of {name, executor: {state} | null, revs: [{rev, name,
+    error, data: {params: {file: {data}}, metrics: {file: {data} | {error}}}}]}."""
+    records = []
+    for baseline in show:
+        for group in baseline.get("experiments") or []:
+            state = (group.get("executor") or {}).get("state")
+            for rev in group.get("revs") or []:
+                data = rev.get("data") or {}
+                params = (data.get("params") or {}).get("params.yaml", {}).get("data")
+                metrics = (data.get("metrics") or {}).get(SUMMARY, {}).get("data")
+                records.append({"name": rev.get("name") or group.get("name"),
+                                "rev": rev.get("rev"), "state": state,
+                                "failed": bool(rev.get("error")) or state == "failed",
+                                "params": params, "metrics": metrics})
+    return records
+
+
+def _dvc(*args: str, capture: bool = False) -> subprocess.CompletedProcess:
+    proc = subprocess.run([sys.executable, "-m", "dvc", *args], text=True,
+                          capture_output=capture)
+    if proc.returncode != 0:
+        detail = " ".join((proc.stderr or "").split())[-300:] if capture else ""
+        raise ParamsError(f"`dvc {' '.join(args)}` failed (exit {proc.returncode})"
+                          + (f": {detail}" if detail else ""))
+    return proc
+
+
+def dvc_records() -> list[dict]:
+    return exp_records(json.loads(_dvc("exp", "show", "--json", capture=True).stdout))
+
+
+def busy_names(status_text: str) -> set[str]:
+    """Names of the tasks `dvc queue status` lists as queued or running (its table:
+    Task, Name, Created (one or more words), Status)."""
+    busy = set()
+    for line in status_text.splitlines():
+        cells = line.split()
+        if len(cells) >= 4 and cells[-1] in ("Queued", "Running"):
+            busy.add(cells[1])
+    return busy
+
+
+def finished(records: list[dict], names: list[str]) -> list[dict]:
+    """The successful record of each name, in that order; a failed or missing one is an
+    error naming it (`dvc queue logs NAME` shows why)."""
+    out = []
+    for name in names:
+        ok = [r for r in records if r["name"] == name and not r["failed"]]
+        if len(ok) != 1:
+            why = ("exists more than once in `dvc exp show`" if ok
+                   else "failed" if any(r["name"] == name for r in records)
+                   else "is missing from `dvc exp show`")
+            raise ParamsError(f"experiment {name!r} {why}; see `dvc queue logs {name}`")
+        out.append(ok[0])
+    return out
+
+
+# --- pure: grid, checks, choice, report ---------------------------------------------------
+
+def lr_text(lr: float) -> str:
+    """A learning rate as written in -S overrides, names and JSON keys: positional, so that
+    YAML reads it back as a float (PyYAML reads `1e-05` as a string)."""
+    return f"{lr:.12f}".rstrip("0").rstrip(".")
+
+
+def parse_list(text: str, kind: type, what: str) -> list:
+    try:
+        values = [kind(v) for v in text.split(",") if v.strip()]
+    except ValueError:
+        values = []
+    # a learning rate must survive lr_text (names, -S overrides, JSON keys) unchanged
+    ok = values and len(set(values)) == len(values) and all(
+        math.isfinite(v) and v > 0 and float(lr_text(v)) == v if kind is float else v >= 0
+        for v in values)
+    if not ok:
+        expected = ("distinct positive learning rates of at most 12 decimals" if kind is float
+                    else "distinct non-negative integer seeds")
+        raise ParamsError(f"--{what}: expected comma-separated {expected}, got {text!r}")
+    return values
+
+
+def fixed_params(params: dict) -> dict:
+    """Params with train.lr and seeds taken out: what every experiment of a selection and of
+    its test must share."""
+    out = copy.deepcopy(params)
+    out.pop("seeds", None)
+    if isinstance(out.get("train"), dict):
+        out["train"].pop("lr", None)
+    return out
+
+
+def first_difference(a, b, path: str = "") -> str | None:
+    """The first key path where two params trees differ (None if equal)."""
+    if isinstance(a, dict) and isinstance(b, dict):
+        for k in sorted(set(a) | set(b), key=str):
+            if k not in a or k not in b:
+                return f"{path}{k}"
+            d = first_difference(a[k], b[k], f"{path}{k}.")
+            if d:
+                return d
+        return None
+    return None if a == b else path.rstrip(".") or "(top level)"
+
+
+def check_runs(records: list[dict], seeds: list[int], lrs: list[float],
+               fixed: dict | None = None) -> dict:
+    """Refuse experiments that differ in anything but train.lr: all must have these seeds,
+    the learning rates `lrs` (one each) and the same other params (those of `fixed` when
+    given), and report the same methods. Returns {lr: record}."""
+    by_lr: dict[float, dict] = {}
+    ref = fixed if fixed is not None else fixed_params(records[0]["params"] or {})
+    for r in records:
+        p = r["params"] or {}
+        if p.get("seeds") != seeds:
+            raise ParamsError(f"experiment {r['name']!r}: seeds {p.get('seeds')} where {seeds} "
+                              "were asked for; experiments compared must differ only in train.lr")
+        diff = first_difference(ref, fixed_params(p))
+        if diff:
+            raise ParamsError(f"experiment {r['name']!r}: params key {diff} differs from the "
+                              "other experiments'; they must differ only in train.lr")
+        lr = (p.get("train") or {}).get("lr")
+        if lr in by_lr:
+            raise ParamsError(f"experiments {by_lr[lr]['name']!r} and {r['name']!r} both have "
+                              f"train.lr {lr}")
+        m = r["metrics"] or {}
+        if not isinstance(m.get("methods"), dict) or m.get("seeds") != len(seeds):
+            raise ParamsError(f"experiment {r['name']!r}: {SUMMARY} lacks methods over "
+                              f"{len(seeds)} seeds")
+        by_lr[lr] = r
+    if sorted(by_lr) != sorted(lrs):
+        raise ParamsError(f"experiments have train.lr {sorted(by_lr)}, expected {sorted(lrs)}")
+    methods = {tuple(r["metrics"]["methods"]) for r in by_lr.values()}
+    if len(methods) != 1:
+        raise ParamsError(f"experiments report different methods: {sorted(methods)}")
+    return by_lr
+
+
+def choose(dev_by_lr: dict[float, float], default_lr: float) -> float:
+    """The lr with the highest dev metric; a tie goes to the lr nearest `default_lr` on a log
+    scale (the grid is multiplicative), then to the smaller lr."""
+    best = max(dev_by_lr.values())
+    tied = [lr for lr, dev in dev_by_lr.items() if best - dev <= _SAME]
+    # rounded: 1e-4 and 1e-2 are equally near 1e-3, though their logs differ in the last bit
+    return min(tied, key=lambda lr: (round(abs(math.log(lr / default_lr)), 9), lr))
+
+
+def select(records: list[dict], grid: list[float], seeds: list[int],
+           default_lr: float) -> dict:
+    """Per method, the lr whose experiment has the best mean final-epoch dev metric
+    (summary.json `methods.<m>.dev`, a mean over `seeds`)."""
+    by_lr = check_runs(records, seeds, grid)
+    first = next(iter(by_lr.values()))
+    chosen = {}
+    for method in first["metrics"]["methods"]:
+        dev = {lr: r["metrics"]["methods"][method]["dev"] for lr, r in sorted(by_lr.items())}
+        lr = choose(dev, default_lr)
+        chosen[method] = {"lr": lr, "dev": dev[lr],
+                          "dev_by_lr": {lr_text(k): v for k, v in dev.items()}}
+    return {"methods": chosen, "grid": sorted(by_lr), "seeds": seeds,
+            "default_lr": default_lr, "metric": first["metrics"].get("metric"),
+            "experiments": [r["name"] for r in records],
+            "fixed_params": fixed_params(first["params"])}
+
+
+def tested(selection: dict, records: list[dict], seeds: list[int]) -> dict:
+    """Each method's final test metric per seed at its selected lr, and αVIL minus each
+    baseline paired over the seeds (report.paired_comparison, Holm over the baselines)."""
+    lrs = sorted({e["lr"] for e in selection["methods"].values()})
+    by_lr = check_runs(records, seeds, lrs, selection["fixed_params"])
+    methods: dict[str, dict] = {}
+    for method, choice in selection["methods"].items():
+        run = by_lr[choice["lr"]]
+        per_seed = run["metrics"]["methods"][method]["per_seed_test"]
+        if sorted(per_seed) != sorted(map(str, seeds)):
+            raise ParamsError(f"experiment {run['name']!r}: {method} per_seed_test has seeds "
+                              f"{sorted(per_seed)}, expected {seeds}")
+        values = [per_seed[str(s)] for s in seeds]
+        mean, std = _mean_std(values)
+        methods[method] = {"lr": choice["lr"], "test": mean, "test_std": std,
+                           "per_seed_test": dict(zip(map(str, seeds), values)),
+                           "experiment": run["name"]}
+    out = {"methods": methods, "seeds": seeds, "metric": selection.get("metric"),
+           "selection_seeds": selection["seeds"], "grid": selection["grid"],
+           "experiments": [r["name"] for r in records]}
+    if "alphavil" in methods:
+        a = [methods["alphavil"]["per_seed_test"][str(s)] for s in seeds]
+        vs = {m: paired_comparison(a, [e["per_seed_test"][str(s)] for s in seeds])
+              for m, e in methods.items() if m != "alphavil"}
+        for m, p in holm({m: c["p_value"] for m, c in vs.items()}).items():
+            vs[m]["p_holm"] = p
+        out["alphavil_vs"] = vs
+    return out
+
+
+def selection_table(sel: dict) -> str:
+    grid = [lr_text(lr) for lr in sel["grid"]]
+    lines = [f"dev {sel['metric']} (%) per train.lr, mean over seeds {sel['seeds']}; "
+             "* selected", "", "| method | " + " | ".join(grid) + " |",
+             "|---" * (len(grid) + 1) + "|"]
+    for m, e in sel["methods"].items():
+        cells = [_fmt(e["dev_by_lr"][g]) + (" *" if g == lr_text(e["lr"]) else "")
+                 for g in grid]
+        lines.append(f"| {m} | " + " | ".join(cells) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def tested_markdown(t: dict) -> str:
+    metric, n = t["metric"], len(t["seeds"])
+    lines = [f"# Each method at its dev-selected train.lr: test {metric} (%), {n} fresh seeds",
+             "", f"Learning rates chosen on dev over seeds {t['selection_seeds']} from the grid "
+             f"{', '.join(map(lr_text, t['grid']))}; tested on seeds {t['seeds']}.", "",
+             "| method | train.lr | final test (mean ± std) | per seed |", "|---|---|---|---|"]
+    for m, e in t["methods"].items():
+        per_seed = ", ".join(_fmt(v) for v in e["per_seed_test"].values())
+        lines.append(f"| {m} | {lr_text(e['lr'])} | {_fmt(e['test'])} ± {_fmt(e['test_std'])} "
+                     f"| {per_seed} |")
+    if t.get("alphavil_vs"):
+        vs = t["alphavil_vs"]
+        k = sum(c["p_value"] is not None for c in vs.values())
+        lines += ["", f"## αVIL minus each baseline, each at its own lr (paired over seeds, "
+                  "percentage points)", "",
+                  "| baseline | mean diff | 95% t CI | p (paired t) | "
+                  f"p (Holm, {k} baseline{'s' * (k != 1)}) | αVIL wins |",
+                  "|---|---|---|---|---|---|"]
+        for m, c in vs.items():
+            ci = (f"[{_fmt(c['ci95_low'])}, {_fmt(c['ci95_high'])}]"
+                  if c["ci95_low"] is not None else "n/a")
+            lines.append(f"| {m} | {_fmt(c['mean_diff'])} | {ci} | {_p(c['p_value'])} "
+                         f"| {_p(c['p_holm'])} | {c['wins']}/{c['n']} |")
+        lines += ["", "Two-sided paired t-test on the per-seed differences and its 95% "
+                  "interval (as in metrics/summary.md); Holm over the baselines."]
+    return "\n".join(lines) + "\n"
+
+
+# --- commands -------------------------------------------------------------------------------
+
+def base_params(configs: list[Path], params_path: Path = Path("params.yaml")) -> dict:
+    """params.yaml with the overlays applied and validated, as alphavil.study does."""
+    merged = merged_params(configs, params_path) if configs else read_yaml(params_path)
+    check_data_source(validate(merged, str(params_path)))
+    for i, epoch in enumerate(merged["epochs"]):
+        if "lr" in (epoch.get("overrides") or {}):  # the grid would not act on that epoch
+            raise ParamsError(f"epochs[{i}].overrides.lr: expected none (it replaces the "
+                              "train.lr the grid varies for that epoch)")
+    return merged
+
+
+def queue_grid(base: dict, lrs: list[float], seeds: list[int], prefix: str, jobs: int,
+               params_path: Path = Path("params.yaml")) -> list[dict]:
+    """Run one experiment per lr over `base` with `seeds`; its successful records."""
+    for lr in lrs:  # every params.yaml the queue will run, before DVC runs any
+        validate({**base, "seeds": seeds, "train": {**base["train"], "lr": lr}},
+                 f"train.lr={lr_text(lr)} seeds={seeds}")
+    names = {f"{prefix}-{lr_text(lr)}": [f"train.lr={lr_text(lr)}",
+                                         f"seeds=[{','.join(map(str, seeds))}]"] for lr in lrs}
+    taken = sorted({r["name"] for r in dvc_records() if not r["failed"]} & set(names))
+    if taken:
+        raise ParamsError(f"experiments {taken} exist already; `dvc exp remove "
+                          f"{' '.join(taken)}` first")
+    before = params_path.read_text()
+    # the queue snapshots the workspace: params.yaml holds the overlays (seeds set, so the
+    # safety check renders the stages the queue will run) while queueing, and is put back
+    write_text(params_path, yaml.safe_dump({**base, "seeds": seeds}, sort_keys=False))
+    queued: list[str] = []
+    try:
+        safety.check()
+        for name, sets in names.items():
+            _dvc("exp", "run", "--queue", *[a for s in sets for a in ("-S", s)], "-n", name)
+            queued.append(name)
+    except ParamsError:
+        if queued:  # all of the grid or none of it
+            subprocess.run([sys.executable, "-m", "dvc", "queue", "remove", *queued])
+        raise
+    finally:
+        write_text(params_path, before)
+    _dvc("queue", "start", "-j", str(jobs))
+    while busy_names(_dvc("queue", "status", capture=True).stdout) & set(names):
+        time.sleep(5)
+    return finished(dvc_records(), list(names))
+
+
+def cmd_select(args) -> None:
+    grid = parse_list(args.grid, float, "grid")
+    seeds = parse_list(args.seeds, int, "seeds")
+    base = base_params(args.config)
+    records = queue_grid(base, grid, seeds, "lrsel", args.jobs)
+    sel = select(records, grid, seeds, float(base["train"]["lr"]))
+    sel["configs"] = [str(c) for c in args.config]
+    write_json(SELECTION, sel)
+    print(selection_table(sel), end="")
+
+
+def cmd_test(args) -> None:
+    seeds = parse_list(args.seeds, int, "seeds")
+    sel = read_json(SELECTION)
+    reused = sorted(set(seeds) & set(sel.get("seeds", [])))
+    if reused:
+        raise ParamsError(f"--seeds: {reused} took part in the selection ({SELECTION} seeds "
+                          f"{sel['seeds']}); test on fresh seeds")
+    base = base_params(args.config)
+    diff = first_difference(sel["fixed_params"], fixed_params(base))
+    if diff:
+        raise ParamsError(f"params key {diff} differs from the selection's ({SELECTION}); "
+                          "pass the same overlays as to select")
+    lrs = sorted({e["lr"] for e in sel["methods"].values()})
+    records = queue_grid(base, lrs, seeds, "lrtest", args.jobs)
+    result = tested(sel, records, seeds)
+    write_json(TESTED_JSON, result)
+    write_text(TESTED_MD, tested_markdown(result))
+    print(tested_markdown(result), end="")
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    sub = ap.add_subparsers(dest="command", required=True)
+    for name, helptext in (("select", "choose each method's lr on dev"),
+                           ("test", "test each method at its lr on fresh seeds")):
+        p = sub.add_parser(name, help=helptext)
+        if name == "select":
+            p.add_argument("--grid", required=True, help="e.g. 0.0003,0.001,0.003")
+        p.add_argument("--seeds", required=True, help="e.g. 0,1,2")
+        p.add_argument("config", type=Path, nargs="*", help="overlay file(s) in configs/")
+        p.add_argument("-j", "--jobs", type=int, default=1, help="queue workers")
+    args = ap.parse_args(argv)
+    try:
+        if args.jobs < 1:
+            raise ParamsError(f"-j: expected a number of workers >= 1, got {args.jobs}")
+        (cmd_select if args.command == "select" else cmd_test)(args)
+    except (ParamsError, ArtifactError) as err:
+        for line in str(err).splitlines():
+            print(f"error: {line}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
