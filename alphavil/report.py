@@ -105,6 +105,24 @@ def aux_roles(params: Params) -> dict[str, str]:
     return roles if {"helpful", "harmful"} <= set(roles.values()) else {}
 
 
+def _by_epoch(params: Params, by_run: dict, roles: dict[str, str]) -> dict:
+    """αVIL after each epoch: per task the mean weight and mean α over seeds (α: over the
+    seeds that estimated it), and with a suite's roles the ranking score per seed, so
+    `dvc exp show` can follow how the weights move (per seed values: per_epoch.json)."""
+    out = {}
+    for ep in params.epochs:
+        rows = [next(r for r in by_run[("alphavil", s)] if r["epoch"] == ep.id)
+                for s in params.seeds]
+        e = {"weight": {t: _mean_std([r["weights"][t] for r in rows])[0] for t in params.tasks},
+             "alpha": {t: mean_estimated([r["alpha"][t] for r in rows])[0]
+                       for t in params.tasks}}
+        if roles:
+            e["ranking_weights_per_seed"] = {str(r["seed"]): ranking_score(r["weights"], roles)
+                                             for r in rows}
+        out[ep.id] = e
+    return out
+
+
 def summarise(params: Params, records: list[dict], metric: str | None = None) -> dict:
     metric = primary_metric(records[0], metric)
     last = params.epochs[-1].id
@@ -147,6 +165,7 @@ def summarise(params: Params, records: list[dict], metric: str | None = None) ->
                     per_seed = [ranking_score(r[by], roles) for r in finals_state]
                     entry[f"ranking_{by}"] = mean_estimated(per_seed)[0]
                     entry[f"ranking_{by}_per_seed"] = dict(zip(map(str, params.seeds), per_seed))
+            entry["by_epoch"] = _by_epoch(params, by_run, roles)
             if params.section("alpha").get("guard", False):
                 refused = [f"s{r['seed']} {r['epoch']}" for seed in params.seeds
                            for r in by_run[(method, seed)] if r.get("merge_rejected")]

@@ -178,6 +178,12 @@ def test_summary_has_the_ranking_per_seed_and_its_mean():
     assert e["ranking_weights"] == 0.75
     assert e["ranking_alpha_per_seed"] == {"0": 0.0, "1": None}
     assert e["ranking_alpha"] == 0.0  # the mean over the seeds that have one
+    # after each epoch: ep0's weights are the final ones negated (so reversed)
+    ep0, ep1 = e["by_epoch"]["ep0"], e["by_epoch"]["ep1"]
+    assert ep1["ranking_weights_per_seed"] == {"0": 1.0, "1": 0.5}
+    assert ep0["ranking_weights_per_seed"] == {"0": 0.0, "1": 0.5}
+    assert ep0["weight"] == {"left": 1.0, "good": -0.6, "bad": -0.2, "other": -1.0}
+    assert ep1["weight"]["good"] == pytest.approx(0.6) and ep1["alpha"]["bad"] == 1.1
 
 
 @pytest.mark.parametrize("roles", [
