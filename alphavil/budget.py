@@ -13,6 +13,7 @@ task's weight is 0 and its fine-tune is skipped: a baseline never gets less than
 from __future__ import annotations
 
 from itertools import cycle, islice
+from typing import Callable
 
 import torch
 
@@ -54,8 +55,23 @@ def stretch(indices: dict[str, torch.Tensor], factor: float, sizes: dict[str, in
     return out
 
 
-def factor(budget: int, passes: int) -> float:
-    """How many times an ordinary epoch's passes fit in the budget."""
-    if passes <= 0:
+def scaled(lengths: dict[str, int], factor: float) -> dict[str, int]:
+    """Each task's example count at `factor`, as `stretch` makes it."""
+    return {t: max(1, round(factor * n)) for t, n in lengths.items()}
+
+
+def fit_factor(budget: int, lengths: dict[str, int],
+               passes: Callable[[dict[str, int]], int]) -> float:
+    """The stretch factor whose epoch spends the passes closest to `budget`. Passes are
+    not proportional to the factor for every method (GCS: each step takes a whole batch of
+    every auxiliary task, however few target examples are left), so the factor is searched
+    on the method's own count: bisection for the first factor that reaches the budget,
+    then whichever of it and the factor just below is closer (ties: the larger)."""
+    if passes(lengths) <= 0:
         raise ValueError("an epoch with no example passes cannot be stretched")
-    return budget / passes
+    lo, hi = 0.0, 2.0 * budget / passes(lengths) + 1.0
+    for _ in range(60):  # the count changes in whole examples: 60 halvings settle it
+        mid = (lo + hi) / 2
+        lo, hi = (mid, hi) if passes(scaled(lengths, mid)) < budget else (lo, mid)
+    above, below = passes(scaled(lengths, hi)), passes(scaled(lengths, lo))
+    return hi if above - budget <= budget - below else lo

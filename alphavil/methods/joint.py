@@ -69,10 +69,9 @@ class JointTraining(Method):
         planned = budget.alphavil_passes(
             sizes, ratio, len(self.ctx.split("dev", self.ctx.target)),
             p["alpha"]["steps"], p["alpha"]["batch_size"])
-        own = self.epoch_passes({t: len(i) for t, i in indices.items()},
-                                p["train"]["batch_size"])
-        return budget.stretch(indices, budget.factor(planned, own), sizes, ratio,
-                              self.ctx.seed, epoch.id)
+        factor = budget.fit_factor(planned, {t: len(i) for t, i in indices.items()},
+                                   lambda n: self.epoch_passes(n, p["train"]["batch_size"]))
+        return budget.stretch(indices, factor, sizes, ratio, self.ctx.seed, epoch.id)
 
     def optimizer(self, epoch: EpochSpec):
         """A fresh optimizer over every trainable parameter, at the epoch's learning rate."""
