@@ -203,7 +203,9 @@ def select(records: list[dict], grid: list[float], seeds: list[int],
     for method in first["metrics"]["methods"]:
         dev = {lr: r["metrics"]["methods"][method]["dev"] for lr, r in sorted(by_lr.items())}
         lr = choose(dev, default_lr)
+        # at the grid's smallest or largest lr the best may lie beyond it: flag it
         chosen[method] = {"lr": lr, "dev": dev[lr],
+                          "at_edge": len(dev) > 1 and lr in (min(dev), max(dev)),
                           "dev_by_lr": {lr_text(k): v for k, v in dev.items()}}
     return {"methods": chosen, "grid": sorted(by_lr), "seeds": seeds,
             "default_lr": default_lr, "metric": first["metrics"].get("metric"),
@@ -250,6 +252,9 @@ def selection_table(sel: dict) -> str:
         cells = [_fmt(e["dev_by_lr"][g]) + (" *" if g == lr_text(e["lr"]) else "")
                  for g in grid]
         lines.append(f"| {m} | " + " | ".join(cells) + " |")
+    edge = [m for m, e in sel["methods"].items() if e.get("at_edge")]
+    if edge:
+        lines += ["", f"at the grid's edge (the best lr may lie beyond it): {', '.join(edge)}"]
     return "\n".join(lines) + "\n"
 
 

@@ -109,6 +109,11 @@ def test_select_picks_each_methods_best_mean_dev():
     # by test: alphavil 0.001; by seed 0's test: single_task 0.003; by best-epoch dev:
     # uniform 0.0003; one lr for all methods: not three different ones
     assert chosen == {"alphavil": 0.003, "single_task": 0.0003, "uniform": 0.001}
+    # the grid's largest and smallest lr are flagged: the best may lie beyond them
+    assert {m: e["at_edge"] for m, e in sel["methods"].items()} == {
+        "alphavil": True, "single_task": True, "uniform": False}
+    assert "edge (the best lr may lie beyond it): alphavil, single_task" in \
+        lrgrid.selection_table(sel)
     assert sel["methods"]["uniform"]["dev"] == 0.79
     assert sel["methods"]["single_task"]["dev_by_lr"] == {"0.0003": 0.78, "0.001": 0.75,
                                                           "0.003": 0.71}
