@@ -17,7 +17,6 @@ from typing import Callable
 
 import torch
 
-from .config import BUDGET_MATCHES as MATCHES  # noqa: F401 (the values of budget.match)
 from .seeding import generator
 from .training import sample_indices, sample_size
 
@@ -53,6 +52,13 @@ def stretch(indices: dict[str, torch.Tensor], factor: float, sizes: dict[str, in
             i += 1
         out[task] = torch.cat(parts)[:want]
     return out
+
+
+def seen_once(first: torch.Tensor, stretched: torch.Tensor) -> torch.Tensor:
+    """The distinct examples of a stretched epoch: its own ρ-subset `first` in its order,
+    then those only the extra subsets drew (none at ρ = 1, so nothing changes there)."""
+    extra = stretched[~torch.isin(stretched, first)].unique()
+    return torch.cat([first, extra])
 
 
 def scaled(lengths: dict[str, int], factor: float) -> dict[str, int]:

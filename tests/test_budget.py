@@ -102,3 +102,18 @@ def test_a_budget_equal_to_the_epoch_is_the_epoch_matched_run(workdir):
 def test_budget_match_must_be_a_known_value():
     with pytest.raises(ParamsError, match="budget.match: expected one of"):
         validate(tiny_raw(budget={"match": "flops"}))
+
+
+def test_diw_weights_every_example_a_stretched_epoch_trains_on(workdir, monkeypatch):
+    """At ρ = 0.5 a compute-matched epoch draws further ρ-subsets: DIW must fit its
+    importance weights on all of them, not leave the extra examples at weight 1."""
+    from alphavil.methods import diw
+
+    fitted = []
+    features = diw.features
+    monkeypatch.setattr(diw, "features", lambda model, split, idx, *a, **k: (
+        fitted.append(idx.clone()), features(model, split, idx, *a, **k))[1])
+    _counted_epoch(workdir, "diw", "compute", alphavil={"sample_ratio": 0.5})
+    right = fitted[-1]  # the dev split's features come first, then the auxiliary task's
+    # its own subset is 48 of 96 examples; the stretched epoch (88) reaches more of them
+    assert len(right) > 48 and len(set(right.tolist())) == len(right)

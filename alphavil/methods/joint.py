@@ -50,9 +50,12 @@ class JointTraining(Method):
                                         p["alphavil"]["sample_ratio"],
                                         generator(self.ctx.seed, epoch.id, task, "sample"))
                    for task in self.epoch_tasks()}
-        state = self.before_epoch(epoch, state, indices)
+        seen = indices
         if (p.get("budget") or {}).get("match", "epochs") == "compute":
             indices = self.compute_matched(epoch, p, indices)
+            seen = {t: budget.seen_once(seen[t], i) for t, i in indices.items()}
+        # before_epoch sees every example the epoch trains on, once (DIW weights each one)
+        state = self.before_epoch(epoch, state, seen)
         # what the epoch spends, to compare methods' compute (alphavil/budget.py)
         state = {**state, "passes": self.epoch_passes(
             {t: len(i) for t, i in indices.items()}, p["train"]["batch_size"])}
