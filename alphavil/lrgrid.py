@@ -32,7 +32,7 @@ from . import safety
 from .artifacts import ArtifactError, read_json, write_json, write_text
 from .config import ParamsError, check_data_source, read_yaml, validate
 # _SAME: dev metrics closer than this are a tie (means of multiples of 1/N)
-from .report import _SAME, _fmt, _mean_std, _p, holm, paired_comparison
+from .report import _SAME, _fmt, _mean_std, comparison_lines, holm, paired_comparison
 from .study import merged_params
 
 SELECTION = Path("metrics/lr_selection.json")
@@ -269,18 +269,8 @@ def tested_markdown(t: dict) -> str:
         lines.append(f"| {m} | {lr_text(e['lr'])} | {_fmt(e['test'])} ± {_fmt(e['test_std'])} "
                      f"| {per_seed} |")
     if t.get("alphavil_vs"):
-        vs = t["alphavil_vs"]
-        k = sum(c["p_value"] is not None for c in vs.values())
-        lines += ["", f"## αVIL minus each baseline, each at its own lr (paired over seeds, "
-                  "percentage points)", "",
-                  "| baseline | mean diff | 95% t CI | p (paired t) | "
-                  f"p (Holm, {k} baseline{'s' * (k != 1)}) | αVIL wins |",
-                  "|---|---|---|---|---|---|"]
-        for m, c in vs.items():
-            ci = (f"[{_fmt(c['ci95_low'])}, {_fmt(c['ci95_high'])}]"
-                  if c["ci95_low"] is not None else "n/a")
-            lines.append(f"| {m} | {_fmt(c['mean_diff'])} | {ci} | {_p(c['p_value'])} "
-                         f"| {_p(c['p_holm'])} | {c['wins']}/{c['n']} |")
+        lines += comparison_lines(t["alphavil_vs"], "## αVIL minus each baseline, each at "
+                                  "its own lr (paired over seeds, percentage points)")
         lines += ["", "Two-sided paired t-test on the per-seed differences and its 95% "
                   "interval (as in metrics/summary.md); Holm over the baselines."]
     return "\n".join(lines) + "\n"

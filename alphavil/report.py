@@ -199,6 +199,21 @@ def alpha_cell(mean: float | None, k: int, n: int) -> str:
     return f"{mean:.3f}" + (f" ({k}/{n})" if k < n else "")
 
 
+def comparison_lines(vs: dict, heading: str) -> list[str]:
+    """The table of αVIL minus each baseline (paired_comparison entries with p_holm)."""
+    k = sum(c["p_value"] is not None for c in vs.values())
+    lines = ["", heading, "",
+             "| baseline | mean diff | 95% t CI | p (paired t) | "
+             f"p (Holm, {k} baseline{'s' * (k != 1)}) | αVIL wins |",
+             "|---|---|---|---|---|---|"]
+    for m, c in vs.items():
+        ci = (f"[{_fmt(c['ci95_low'])}, {_fmt(c['ci95_high'])}]"
+              if c["ci95_low"] is not None else "n/a")
+        lines.append(f"| {m} | {_fmt(c['mean_diff'])} | {ci} | {_p(c['p_value'])} "
+                     f"| {_p(c['p_holm'])} | {c['wins']}/{c['n']} |")
+    return lines
+
+
 def markdown(summary: dict, params: Params, aw: dict | None = None) -> str:
     metric = summary["metric"]
     seeds = summary["seeds"]
@@ -212,18 +227,8 @@ def markdown(summary: dict, params: Params, aw: dict | None = None) -> str:
                      f"| {_fmt(e['best_dev']['test'])} ± {_fmt(e['best_dev']['test_std'])} "
                      f"| {per_seed} |")
     if summary.get("alphavil_vs"):
-        vs = summary["alphavil_vs"]
-        k = sum(c["p_value"] is not None for c in vs.values())
-        lines += ["", "## αVIL minus each baseline (paired over seeds, final test "
-                  f"{metric}, percentage points)", "",
-                  "| baseline | mean diff | 95% t CI | p (paired t) | "
-                  f"p (Holm, {k} baseline{'s' * (k != 1)}) | αVIL wins |",
-                  "|---|---|---|---|---|---|"]
-        for m, c in vs.items():
-            ci = (f"[{_fmt(c['ci95_low'])}, {_fmt(c['ci95_high'])}]"
-                  if c["ci95_low"] is not None else "n/a")
-            lines.append(f"| {m} | {_fmt(c['mean_diff'])} | {ci} | {_p(c['p_value'])} "
-                         f"| {_p(c['p_holm'])} | {c['wins']}/{c['n']} |")
+        lines += comparison_lines(summary["alphavil_vs"], "## αVIL minus each baseline "
+                                  f"(paired over seeds, final test {metric}, percentage points)")
         lines += ["", "Two-sided paired t-test on the per-seed differences; the CI is the same "
                   "test's interval, mean ± t(0.975, n−1)·sd/√n, so it excludes 0 exactly when "
                   "p < 0.05. Holm corrects p for comparing αVIL with the k baselines that have "
