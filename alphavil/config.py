@@ -41,6 +41,11 @@ PRECISIONS = ("fp32", "bf16")                       # alphavil/device.py PRECISI
 # alphavil/methods METHODS, all but alphavil
 BASELINES = ("single_task", "uniform", "diw", "forkmerge", "gcs")
 MODEL_KIND = {"vision": "cnn", "nlu": "transformer"}  # alphavil/models.py MODEL_KINDS
+# model.heads (vision): "task", one classifier head per task (the paper's model); "label",
+# one per label kind, shared by the tasks that read the same classes (alphavil/models.py)
+HEAD_SHARING = ("task", "label")
+# alpha.combine: θ + Σ α_k δ_k (sum, the paper) or θ + (1/K) Σ α_k δ_k (mean; alphavil/core.py)
+COMBINES = ("sum", "mean")
 WEIGHT_RULES = ("additive", "alpha")                # alphavil/core.py
 WEIGHT_MODES = ("step", "loss")                     # alphavil/core.py
 DELTA_DTYPES = ("float64", "float32", "bfloat16")   # alphavil/core.py
@@ -302,6 +307,7 @@ ALPHA = {
     "optimizer": OneOf(("sgd", "adam")),
     "batch_size": Int(1),
     "guard": Is(bool, "true or false", default=False),
+    "combine": OneOf(COMBINES, default="sum"),
 }
 # KMM needs B >= 1: weights in [0, B] with mean 1
 DIW = {"max_weight": Num(1.0, default=10.0), "iterations": Int(1, default=100),
@@ -345,6 +351,7 @@ def _vision_tables() -> tuple[dict, dict, dict]:
         "kind": OneOf((MODEL_KIND["vision"],), note=" with setting vision"),
         "channels": IntList(default=[16, 32]),
         "hidden": Int(1, default=64),
+        "heads": OneOf(HEAD_SHARING, default="task"),
     }
     return task, data, model
 

@@ -36,7 +36,7 @@ class RunContext:
             raise ArtifactError(f"{data_dir / 'meta.json'}: prepared data lacks tasks {missing}; "
                                 "re-run prepare")
         model = build_model(params.section("model"), {t: classes[t] for t in params.tasks},
-                            meta, seed)
+                            meta, seed, task_labels={t: s.label for t, s in params.tasks.items()})
         device.init(compute)
         device.place(model, compute)
         stagetime.mark("ready")

@@ -10,6 +10,7 @@ import torch
 from torch import nn
 from torch.func import functional_call
 
+from .config import COMBINES
 from .data import TaskSplit
 from .models import load_trainable, trainable_state
 from .training import (PassStats, make_optimizer, minibatches, sample_indices, sample_size,
@@ -19,9 +20,9 @@ Params = dict[str, torch.Tensor]
 
 
 def task_parameter_names(model: nn.Module, task: str) -> list[str]:
-    """What a fine-tune on `task` may change: the shared trunk and the task's own head."""
-    return [n for n, p in model.named_parameters()
-            if p.requires_grad and (n.startswith("trunk.") or n.startswith(f"heads.{task}."))]
+    """What a fine-tune on `task` may change: the shared trunk and the task's head (its
+    own, or the one it shares under model.heads: label)."""
+    return model.parameter_names(task)
 
 
 DELTA_DTYPES = {"float64": torch.float64, "float32": torch.float32, "bfloat16": torch.bfloat16}
@@ -92,7 +93,8 @@ def finetune_task(model: nn.Module, theta: Params, split: TaskSplit, task: str, 
 
 
 def combine(theta: Params, deltas: list[Params], alpha: torch.Tensor) -> Params:
-    """θ_α = θ + Σ_k α_k δ_k, differentiable with respect to α."""
+    """θ_α = θ + Σ_k α_k δ_k, differentiable with respect to α (alpha.combine: mean passes
+    α/K here, see combine_scale)."""
     out: Params = {}
     for name, value in theta.items():
         terms = [alpha[k] * d[name].to(value.dtype) for k, d in enumerate(deltas) if name in d]
@@ -121,11 +123,21 @@ def _full_dev_loss(model: nn.Module, theta: Params, deltas: list[Params], alpha:
     return total / len(dev)
 
 
+# alpha.combine: how the fitted α_k weigh the deltas. "sum": θ + Σ α_k δ_k (the paper), so at
+# α = 1 every task's whole fine-tune is added, K steps on the trunk at once; "mean":
+# θ + (1/K) Σ α_k δ_k, so α = 1 is the average of the K fine-tuned models (one step).
+def combine_scale(combine_mode: str, k: int) -> float:
+    """The factor on every α_k in θ + Σ factor·α_k δ_k, for k deltas."""
+    if combine_mode not in COMBINES:
+        raise ValueError(f"alpha.combine: expected one of {list(COMBINES)}, got {combine_mode!r}")
+    return 1.0 / k if combine_mode == "mean" and k else 1.0
+
+
 def estimate_alpha(model: nn.Module, theta: Params, deltas: list[Params], dev: TaskSplit,
                    target: str, *, init: float, steps: int, lr: float, optimizer: str,
                    batch_size: int, g: torch.Generator, where: str,
-                   guard: bool = False) -> tuple[list[float], dict]:
-    """Minimise the target's dev loss of θ + Σ α_k δ_k over α only (θ, δ frozen).
+                   guard: bool = False, scale: float = 1.0) -> tuple[list[float], dict]:
+    """Minimise the target's dev loss of θ + Σ scale·α_k δ_k over α only (θ, δ frozen).
 
     With `guard`, also compare the whole dev split's loss at the fitted α with that of θ
     itself; the trace's "guard" entry says whether the merge may go ahead (merge_accepted)."""
@@ -134,7 +146,7 @@ def estimate_alpha(model: nn.Module, theta: Params, deltas: list[Params], dev: T
                        device=dev.device)
     opt = make_optimizer(optimizer, [alpha], lr) if optimizer == "adam" else \
         make_optimizer("sgd", [alpha], lr)
-    before = _full_dev_loss(model, theta, deltas, alpha, dev, target, batch_size)
+    before = _full_dev_loss(model, theta, deltas, alpha * scale, dev, target, batch_size)
     if not math.isfinite(before):
         raise FloatingPointError(f"{where}: dev loss of target task {target!r} is {before} "
                                  f"at α = {init} (before any α step)")
@@ -144,7 +156,7 @@ def estimate_alpha(model: nn.Module, theta: Params, deltas: list[Params], dev: T
         if not batches:  # a fresh shuffled pass over the dev split
             order = torch.randperm(len(dev), generator=g).to(dev.device)
             batches = list(minibatches(order, batch_size))
-        loss = dev_loss(model, theta, deltas, alpha, dev, target, batches.pop(0))
+        loss = dev_loss(model, theta, deltas, alpha * scale, dev, target, batches.pop(0))
         value = float(loss.detach())
         if not math.isfinite(value):
             raise FloatingPointError(f"{where}: dev loss of target task {target!r} is {value} "
@@ -162,7 +174,8 @@ def estimate_alpha(model: nn.Module, theta: Params, deltas: list[Params], dev: T
     if guard:
         fitted = alpha.detach()
         at_theta = _full_dev_loss(model, theta, [], fitted[:0], dev, target, batch_size)
-        at_fitted = _full_dev_loss(model, theta, deltas, fitted, dev, target, batch_size)
+        at_fitted = _full_dev_loss(model, theta, deltas, fitted * scale, dev, target,
+                                    batch_size)
         if not math.isfinite(at_fitted):
             raise FloatingPointError(f"{where}: dev loss of target task {target!r} is "
                                      f"{at_fitted} at the fitted α = {fitted.tolist()}")

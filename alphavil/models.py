@@ -7,21 +7,41 @@ from typing import Callable
 import torch
 from torch import nn
 
+from .config import HEAD_SHARING
 from .device import autocast
 
 
 class MultiTaskModel(nn.Module):
-    """Shared trunk -> features; heads[task] -> logits. Parameter names are
-    `trunk.*` and `heads.<task>.*`, which is what deltas and checkpoints are keyed by."""
+    """Shared trunk -> features; heads[head_of[task]] -> logits. Parameter names are
+    `trunk.*` and `heads.<head>.*`, which is what deltas and checkpoints are keyed by.
+
+    Every task has its own head (`heads.<task>`, the paper's model) unless `head_of` maps
+    tasks to a shared head (model.heads: label, one head per label kind): then an
+    auxiliary task with the target's label space trains the target's own classifier too,
+    so its delta can reach the target's output through more than the trunk."""
 
     # train.precision bf16: forward passes under autocast (device.place sets it). Outputs
     # come back as float32, so losses, α and metrics are computed in float32 as with fp32.
     autocast_dtype: torch.dtype | None = None
 
-    def __init__(self, trunk: nn.Module, feature_dim: int, task_classes: dict[str, int]):
+    def __init__(self, trunk: nn.Module, feature_dim: int, task_classes: dict[str, int],
+                 head_of: dict[str, str] | None = None):
         super().__init__()
         self.trunk = trunk
-        self.heads = nn.ModuleDict({t: nn.Linear(feature_dim, c) for t, c in task_classes.items()})
+        self.head_of = {t: (head_of or {}).get(t, t) for t in task_classes}
+        classes: dict[str, int] = {}
+        for t, c in task_classes.items():
+            h = self.head_of[t]
+            if classes.setdefault(h, c) != c:
+                raise ValueError(f"head {h!r} is shared by tasks with {classes[h]} and {c} "
+                                 "classes; a shared head needs one label space")
+        self.heads = nn.ModuleDict({h: nn.Linear(feature_dim, c) for h, c in classes.items()})
+
+    def parameter_names(self, task: str) -> list[str]:
+        """What training on `task` may change: the shared trunk and the task's head."""
+        head = f"heads.{self.head_of[task]}."
+        return [n for n, p in self.named_parameters()
+                if p.requires_grad and (n.startswith("trunk.") or n.startswith(head))]
 
     def features(self, inputs: dict[str, torch.Tensor]) -> torch.Tensor:
         if self.autocast_dtype is None:
@@ -32,9 +52,9 @@ class MultiTaskModel(nn.Module):
 
     def forward(self, inputs: dict[str, torch.Tensor], task: str) -> torch.Tensor:
         if self.autocast_dtype is None:
-            return self.heads[task](self.trunk(inputs))
+            return self.heads[self.head_of[task]](self.trunk(inputs))
         with autocast(self.autocast_dtype, _device_type(inputs)):
-            logits = self.heads[task](self.trunk(inputs))
+            logits = self.heads[self.head_of[task]](self.trunk(inputs))
         return logits.float()
 
 
@@ -63,10 +83,11 @@ class SmallCNN(nn.Module):
         return self.fc(self.conv(x))
 
 
-def build_cnn(model_params: dict, task_classes: dict[str, int], data_meta: dict) -> MultiTaskModel:
+def build_cnn(model_params: dict, task_classes: dict[str, int], data_meta: dict,
+              head_of: dict[str, str] | None = None) -> MultiTaskModel:
     trunk = SmallCNN(data_meta["image_size"], list(model_params.get("channels", [16, 32])),
                      int(model_params.get("hidden", 64)))
-    return MultiTaskModel(trunk, trunk.out_dim, task_classes)
+    return MultiTaskModel(trunk, trunk.out_dim, task_classes, head_of)
 
 
 def build_transformer(model_params: dict, task_classes: dict[str, int],
@@ -76,16 +97,27 @@ def build_transformer(model_params: dict, task_classes: dict[str, int],
     return build_transformer_model(model_params, task_classes, data_meta)
 
 
-MODEL_KINDS: dict[str, Callable[[dict, dict[str, int], dict], MultiTaskModel]] = {
+MODEL_KINDS: dict[str, Callable[..., MultiTaskModel]] = {
     "cnn": build_cnn,
     "transformer": build_transformer,
 }
 
 
 def build_model(model_params: dict, task_classes: dict[str, int], data_meta: dict,
-                seed: int) -> MultiTaskModel:
+                seed: int, task_labels: dict[str, str] | None = None) -> MultiTaskModel:
+    """`task_labels` (task -> label kind) is what model.heads: label groups heads by."""
+    sharing = model_params.get("heads", "task")
+    if sharing not in HEAD_SHARING:
+        raise ValueError(f"model.heads: expected one of {list(HEAD_SHARING)}, got {sharing!r}")
+    head_of = None
+    if sharing == "label":
+        if task_labels is None:
+            raise ValueError("model.heads: label needs each task's label kind")
+        head_of = {t: task_labels[t] for t in task_classes}
     torch.manual_seed(seed)
-    return MODEL_KINDS[model_params["kind"]](model_params, task_classes, data_meta)
+    if head_of is None:  # the model kinds that share no heads keep their own signature
+        return MODEL_KINDS[model_params["kind"]](model_params, task_classes, data_meta)
+    return MODEL_KINDS[model_params["kind"]](model_params, task_classes, data_meta, head_of)
 
 
 def trainable_state(model: nn.Module) -> dict[str, torch.Tensor]:

@@ -6,8 +6,8 @@ from __future__ import annotations
 from typing import Callable, Iterable
 
 from ..config import EpochSpec
-from ..core import (DELTA_DTYPES, estimate_alpha, finetune_steps, finetune_task, merge,
-                    merge_accepted, update_weights)
+from ..core import (DELTA_DTYPES, combine_scale, estimate_alpha, finetune_steps, finetune_task,
+                    merge, merge_accepted, update_weights)
 from ..seeding import generator
 from ..training import PassStats
 from .base import Method, Params
@@ -58,7 +58,8 @@ class AlphaVIL(Method):
             optimizer=a["optimizer"],
             batch_size=a["batch_size"], g=generator(self.ctx.seed, epoch.id, "alpha"),
             where=f"seed {self.ctx.seed}, epoch {epoch.id}, α estimation",
-            guard=bool(a.get("guard", False)))
+            guard=bool(a.get("guard", False)),
+            scale=combine_scale(a.get("combine", "sum"), len(tasks)))
         fitted = dict(zip(tasks, alphas))
         return {t: fitted.get(t) for t in deltas}, trace
 
@@ -66,8 +67,11 @@ class AlphaVIL(Method):
               deltas: Iterable[tuple[str, Params]], accepted: bool = True) -> Params:
         if not accepted:  # alpha.guard: the merge was worse than θ on the target's dev set
             return dict(theta)
-        # a task whose α was not estimated took no step: its δ is 0 and adds nothing
-        return merge(theta, ((alphas[t], d) for t, d in deltas if alphas[t] is not None))
+        # a task whose α was not estimated took no step: its δ is 0 and adds nothing; the
+        # estimated ones are the K deltas α was fitted over (alpha.combine: mean weighs by 1/K)
+        scale = combine_scale(self.ctx.params.section("alpha").get("combine", "sum"),
+                              sum(a is not None for a in alphas.values()))
+        return merge(theta, ((scale * alphas[t], d) for t, d in deltas if alphas[t] is not None))
 
     def next_state(self, epoch: EpochSpec, state: dict, alphas: dict[str, float],
                    accepted: bool = True) -> dict:

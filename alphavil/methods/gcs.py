@@ -70,9 +70,11 @@ class GCS(JointTraining):
         streams, state = self.streams(epoch, state)
         opt = self.optimizer(epoch)
         own = {n: p for n, p in model.named_parameters() if p.requires_grad}
-        shared = [n for n in own if n.startswith("trunk.")]
-        trunk = set(shared)
-        names = {t: shared + [n for n in own if n.startswith(f"heads.{t}.")] for t in streams}
+        names = {t: model.parameter_names(t) for t in streams}
+        # the parameters an auxiliary task shares with the target (the trunk, and the
+        # target's head too under model.heads: label) are where its gradient is gated
+        # (in parameter order, so the cosine sums in the same order as before sharing existed)
+        shared = {t: [n for n in names[t] if n in set(names[target])] for t in streams}
         aux = [t for t in streams if t != target]
         applied = {t: 0 for t in aux}
         cos_sum = {t: 0.0 for t in aux}
@@ -91,7 +93,7 @@ class GCS(JointTraining):
                 if distributed.active():
                     distributed.all_reduce_sum_(list(grads[t].values()))
                 values.append(value)
-            cosines = [cosine(grads[target], grads[t], shared) for t in aux]
+            cosines = [cosine(grads[target], grads[t], shared[t]) for t in aux]
             # one read of the device per step: the losses to check and the cosines to gate on
             read = torch.stack([v.double() for v in values] + cosines).tolist()
             for t, value in zip(batches, read):
@@ -104,8 +106,9 @@ class GCS(JointTraining):
                 factor = gate(cos, weighted)
                 applied[t] += factor > 0
                 for n, g in grads[t].items():
-                    if n not in trunk:  # the task's own head: its gradient, whatever the cosine
-                        total[n] = g
+                    if n not in shared[t]:  # a head the target does not use: its gradient,
+                        # whatever the cosine (summed where auxiliary tasks share that head)
+                        total[n] = total[n] + g if n in total else g
                     elif factor > 0:
                         total[n] = total[n] + factor * g if n in total else factor * g
             opt.zero_grad(set_to_none=True)
