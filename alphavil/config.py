@@ -428,7 +428,7 @@ class Tasks(Rule):
                 noise = spec.get("label_noise", 0.0) if isinstance(spec, dict) else None
                 if found is not None and isinstance(noise, (int, float)):  # else reported
                     tasks[name] = TaskSpec(name=name, label=found[1], dataset=found[0],
-                                           label_noise=float(noise))
+                                           label_noise=float(noise), role=spec.get("role"))
                 continue
             got = Section(self.task).check(c, f"{key}.{name}", spec)
             if got is not BAD and set(self.task) <= set(got):

@@ -152,3 +152,20 @@ def test_tokenised_data_is_a_dvc_output_only_data_changes_recreate(tmp_path, enc
     assert repo.repro("prepare") == ["prepare"]
     t, _ = load_tensors(repo.path / "data/prepared/train.safetensors")
     assert t["input_ids.entail"].shape[1] == 24
+
+
+def test_nlu_tasks_take_a_role_for_the_ranking_score(tmp_path, encoder):
+    """An NLU suite can say which auxiliary tasks help or harm, as a vision suite does:
+    the role reaches the ranking score's roles, and a misspelt one is refused by name."""
+    from alphavil.report import aux_roles
+
+    raw = nlu_raw(tmp_path, encoder)
+    raw["tasks"]["nli"]["role"] = "helpful"
+    raw["tasks"]["sentiment"]["role"] = "harmful"
+    params = validate(raw)
+    assert params.tasks["nli"].role == "helpful"
+    assert params.tasks["entail"].role is None
+    assert aux_roles(params) == {"nli": "helpful", "sentiment": "harmful"}
+    raw["tasks"]["sentiment"]["role"] = "harmfull"
+    with pytest.raises(ParamsError, match=r"tasks\.sentiment\.role: expected one of"):
+        validate(raw)

