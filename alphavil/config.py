@@ -52,6 +52,8 @@ DELTA_DTYPES = ("float64", "float32", "bfloat16")   # alphavil/core.py
 POOLINGS = ("mean", "cls", "pooler")                # alphavil/nlu/model.py
 SETTINGS = ("vision", "nlu")
 BUDGET_MATCHES = ("epochs", "compute")              # alphavil/budget.py
+# train.on_divergence: what a baseline whose loss turns NaN/inf does (alphavil/pipeline.py)
+ON_DIVERGENCE = ("stop", "mark")
 
 INT64_MAX = 2**63 - 1
 SEED_MAX = 2**64 - 1  # torch.manual_seed's upper limit
@@ -290,6 +292,7 @@ TRAIN = {
     "batch_size": Int(1),
     "device": OneOf(DEVICES, default="cpu"),
     "precision": OneOf(PRECISIONS, default="fp32"),
+    "on_divergence": OneOf(ON_DIVERGENCE, default="stop"),
 }
 BASE = {"warmup_steps": Int(0)}
 ALPHAVIL = {

@@ -201,12 +201,22 @@ def select(records: list[dict], grid: list[float], seeds: list[int],
     first = next(iter(by_lr.values()))
     chosen = {}
     for method in first["metrics"]["methods"]:
-        dev = {lr: r["metrics"]["methods"][method]["dev"] for lr, r in sorted(by_lr.items())}
-        lr = choose(dev, default_lr)
-        # at the grid's smallest or largest lr the best may lie beyond it: flag it
+        entries = {lr: r["metrics"]["methods"][method] for lr, r in sorted(by_lr.items())}
+        dev = {lr: e["dev"] for lr, e in entries.items()}
+        # an lr at which the method diverged on any seed (train.on_divergence: mark) is not
+        # a candidate for it; the other methods keep that lr
+        diverged = sorted(lr for lr, e in entries.items() if e.get("diverged"))
+        candidates = {lr: d for lr, d in dev.items() if lr not in diverged}
+        if not candidates:
+            raise ParamsError(f"{method}: diverged at every train.lr of the grid "
+                              f"{[lr_text(lr) for lr in dev]}; try smaller values")
+        lr = choose(candidates, default_lr)
+        # at the grid's smallest or largest lr the best may lie beyond it: flag it (below
+        # the top, where the next lr up diverged, it is not flagged)
         chosen[method] = {"lr": lr, "dev": dev[lr],
                           "at_edge": len(dev) > 1 and lr in (min(dev), max(dev)),
-                          "dev_by_lr": {lr_text(k): v for k, v in dev.items()}}
+                          "dev_by_lr": {lr_text(k): v for k, v in dev.items()},
+                          **({"diverged_at": [lr_text(g) for g in diverged]} if diverged else {})}
     return {"methods": chosen, "grid": sorted(by_lr), "seeds": seeds,
             "default_lr": default_lr, "metric": first["metrics"].get("metric"),
             "experiments": [r["name"] for r in records],
@@ -227,9 +237,11 @@ def tested(selection: dict, records: list[dict], seeds: list[int]) -> dict:
                               f"{sorted(per_seed)}, expected {seeds}")
         values = [per_seed[str(s)] for s in seeds]
         mean, std = _mean_std(values)
+        diverged = run["metrics"]["methods"][method].get("diverged")
         methods[method] = {"lr": choice["lr"], "test": mean, "test_std": std,
                            "per_seed_test": dict(zip(map(str, seeds), values)),
-                           "experiment": run["name"]}
+                           "experiment": run["name"],
+                           **({"diverged": diverged} if diverged else {})}
     out = {"methods": methods, "seeds": seeds, "metric": selection.get("metric"),
            "selection_seeds": selection["seeds"], "grid": selection["grid"],
            "experiments": [r["name"] for r in records]}
@@ -250,11 +262,14 @@ def selection_table(sel: dict) -> str:
              "|---" * (len(grid) + 1) + "|"]
     for m, e in sel["methods"].items():
         cells = [_fmt(e["dev_by_lr"][g]) + (" *" if g == lr_text(e["lr"]) else "")
-                 for g in grid]
+                 + (" (diverged)" if g in e.get("diverged_at", ()) else "") for g in grid]
         lines.append(f"| {m} | " + " | ".join(cells) + " |")
     edge = [m for m, e in sel["methods"].items() if e.get("at_edge")]
     if edge:
         lines += ["", f"at the grid's edge (the best lr may lie beyond it): {', '.join(edge)}"]
+    if any(e.get("diverged_at") for e in sel["methods"].values()):
+        lines += ["", "(diverged): the loss became NaN/inf on at least one seed, so that lr "
+                  "was not a candidate; the dev value is of the last finite parameters"]
     return "\n".join(lines) + "\n"
 
 
@@ -268,6 +283,11 @@ def tested_markdown(t: dict) -> str:
         per_seed = ", ".join(_fmt(v) for v in e["per_seed_test"].values())
         lines.append(f"| {m} | {lr_text(e['lr'])} | {_fmt(e['test'])} ± {_fmt(e['test_std'])} "
                      f"| {per_seed} |")
+    for m, e in t["methods"].items():
+        if e.get("diverged"):
+            at = ", ".join(f"seed {s} in {ep}" for s, ep in e["diverged"].items())
+            lines += ["", f"**{m} diverged** at its lr ({at}): its later epochs keep the last "
+                      "finite parameters."]
     if t.get("alphavil_vs"):
         lines += comparison_lines(t["alphavil_vs"], "## αVIL minus each baseline, each at "
                                   "its own lr (paired over seeds, percentage points)")
@@ -281,6 +301,9 @@ def tested_markdown(t: dict) -> str:
 def base_params(configs: list[Path], params_path: Path = Path("params.yaml")) -> dict:
     """params.yaml with the overlays applied and validated, as alphavil.study does."""
     merged = merged_params(configs, params_path) if configs else read_yaml(params_path)
+    # a baseline that diverges at some lr is marked, not fatal: one method's NaN at the
+    # grid's top would otherwise deny that lr to every method (alphavil/pipeline.py)
+    merged = {**merged, "train": {**merged.get("train", {}), "on_divergence": "mark"}}
     check_data_source(validate(merged, str(params_path)))
     for i, epoch in enumerate(merged["epochs"]):
         if "lr" in (epoch.get("overrides") or {}):  # the grid would not act on that epoch

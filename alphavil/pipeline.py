@@ -249,11 +249,26 @@ def train_method(method_name: str, seed: int, params_path: str | Path = "params.
         shutil.rmtree(out_root)
     from .steplog import progress
 
+    # train.on_divergence: mark -> a NaN/inf loss ends this method's training instead of the
+    # whole run: its later checkpoints repeat the last finite θ, marked `diverged`, so the
+    # other methods of an lr-grid experiment still report (alphavil/lrgrid.py never selects
+    # an lr at which a method diverged). θ is a copy (trainable_state), so the failed
+    # epoch cannot have touched it.
+    mark = params.section("train").get("on_divergence", "stop") == "mark"
+    diverged: dict | None = None
     for epoch in progress(params.epochs, f"{method_name} s{seed}"):
-        theta, state = method.run_epoch(epoch, theta, state)
+        if diverged is None:
+            try:
+                theta, state = method.run_epoch(epoch, theta, state)
+            except FloatingPointError as err:
+                if not mark:
+                    raise
+                diverged = {"epoch": epoch.id, "error": str(err)}
+                say(f"{method_name} s{seed}: diverged in {epoch.id} ({err}); later "
+                    "checkpoints keep the last finite parameters (train.on_divergence: mark)")
         save_checkpoint(layout.checkpoint_dir(method_name, seed, epoch.id), theta,
                         {"epoch": epoch.id, "n": epoch.n, "method": method_name, "seed": seed,
-                         **state})
+                         **state, **({"diverged": diverged} if diverged else {})})
 
 
 # --- evaluate -------------------------------------------------------------------------
@@ -268,6 +283,16 @@ def _check_reported_state(state: dict, params: Params, folder: Path, epoch_id: s
     if not isinstance(state.get("merge_rejected", False), bool):
         raise field_error(folder / "state.json", "merge_rejected", "true or false",
                           state["merge_rejected"])
+
+
+def _diverged_epoch(state: dict, folder: Path) -> str | None:
+    """The epoch id where a baseline diverged (train.on_divergence: mark), or None."""
+    d = state.get("diverged")
+    if d is None:
+        return None
+    if not isinstance(d, dict) or not isinstance(d.get("epoch"), str):
+        raise field_error(folder / "state.json", "diverged", "{epoch: <epoch id>, error: ...}", d)
+    return d["epoch"]
 
 
 def evaluate(params_path: str | Path = "params.yaml") -> None:
@@ -304,12 +329,14 @@ def evaluate(params_path: str | Path = "params.yaml") -> None:
                                          subset=False)
                         if method_name == "alphavil":
                             _check_reported_state(state, params, folder, ep_id)
+                        diverged = _diverged_epoch(state, folder)
                         load_trainable(ctx.model, theta)
                         by_folder[folder] = {
                             "dev": eval_split(ctx.model, dev, ctx.target),
                             "test": eval_split(ctx.model, test, ctx.target),
                             "weights": state.get("weights"), "alpha": state.get("alpha"),
-                            **({"merge_rejected": True} if state.get("merge_rejected") else {})}
+                            **({"merge_rejected": True} if state.get("merge_rejected") else {}),
+                            **({"diverged": diverged} if diverged else {})}
                     scored[method_name, seed, ep_id] = by_folder[folder]
     records = [{"method": m, "seed": seed, "epoch": ep_id, "n": n, **scored[m, seed, ep_id]}
                for m in params.methods for seed in params.seeds for ep_id, n in epochs]

@@ -149,6 +149,12 @@ def summarise(params: Params, records: list[dict], metric: str | None = None) ->
         entry = {"test": m, "test_std": s, "dev": _mean_std(final_dev)[0],
                  "best_dev": {"test": bm, "test_std": bs, "dev": _mean_std(best_dev)[0]},
                  "per_seed_test": dict(zip(map(str, params.seeds), final_test))}
+        # train.on_divergence: mark. Only present when a seed diverged, so a run without
+        # divergence writes the same summary as before the option existed.
+        diverged = {str(seed): r["diverged"] for seed in params.seeds
+                    for r in by_run[(method, seed)] if r["epoch"] == last and "diverged" in r}
+        if diverged:
+            entry["diverged"] = diverged
         if method == "alphavil":
             finals_state = [next(r for r in by_run[(method, s)] if r["epoch"] == last)
                             for s in params.seeds]
@@ -226,6 +232,11 @@ def markdown(summary: dict, params: Params, aw: dict | None = None) -> str:
         lines.append(f"| {method} | {_fmt(e['test'])} ± {_fmt(e['test_std'])} | {_fmt(e['dev'])} "
                      f"| {_fmt(e['best_dev']['test'])} ± {_fmt(e['best_dev']['test_std'])} "
                      f"| {per_seed} |")
+    for method, e in summary["methods"].items():
+        if "diverged" in e:
+            at = ", ".join(f"seed {s} in {ep}" for s, ep in e["diverged"].items())
+            lines += ["", f"**{method} diverged** (loss NaN/inf; {at}): from there on its "
+                      "checkpoints keep the last finite parameters (train.on_divergence: mark)."]
     if summary.get("alphavil_vs"):
         lines += comparison_lines(summary["alphavil_vs"], "## αVIL minus each baseline "
                                   f"(paired over seeds, final test {metric}, percentage points)")

@@ -122,6 +122,37 @@ def test_select_picks_each_methods_best_mean_dev():
     assert "lr" not in sel["fixed_params"]["train"] and "seeds" not in sel["fixed_params"]
 
 
+def test_an_lr_where_a_method_diverged_is_not_a_candidate_for_it_but_stays_for_others():
+    """train.on_divergence: mark (which lrgrid sets) reports a diverged baseline instead of
+    failing the experiment: alphavil's best dev (0.003) is out for it only when it diverged
+    there (the selector treats every method alike), and single_task's divergence at 0.003
+    leaves alphavil's choice alone."""
+    show = grid_show()
+    at_003 = show[1]["experiments"][2]["revs"][0]["data"]["metrics"]["metrics/summary.json"]
+    at_003["data"]["methods"]["single_task"]["diverged"] = {"1": "ep1"}
+    sel = lrgrid.select(lrgrid.exp_records(show), GRID, SEEDS, default_lr=0.001)
+    assert {m: e["lr"] for m, e in sel["methods"].items()} == {
+        "alphavil": 0.003, "single_task": 0.0003, "uniform": 0.001}
+    assert sel["methods"]["single_task"]["diverged_at"] == ["0.003"]
+    at_003["data"]["methods"]["alphavil"]["diverged"] = {"0": "ep0"}
+    sel = lrgrid.select(lrgrid.exp_records(show), GRID, SEEDS, default_lr=0.001)
+    e = sel["methods"]["alphavil"]
+    assert e["lr"] == 0.001 and e["dev"] == 0.82 and e["diverged_at"] == ["0.003"]
+    assert not e["at_edge"]  # the next lr up diverged: nothing beyond 0.001 to try
+    assert "| alphavil | 80.00 | 82.00 * | 85.00 (diverged) |" in lrgrid.selection_table(sel)
+    for lr in GRID[:2]:
+        m = show[1]["experiments"][GRID.index(lr)]["revs"][0]["data"]["metrics"]
+        m["metrics/summary.json"]["data"]["methods"]["alphavil"]["diverged"] = {"0": "ep0"}
+    with pytest.raises(ParamsError, match="alphavil: diverged at every train.lr"):
+        lrgrid.select(lrgrid.exp_records(show), GRID, SEEDS, default_lr=0.001)
+
+
+def test_the_grid_runs_with_diverging_baselines_marked_not_fatal(tmp_path):
+    (tmp_path / "params.yaml").write_text(yaml.safe_dump(tiny_raw()))
+    assert tiny_raw()["train"]["on_divergence"] == "stop"
+    assert lrgrid.base_params([], tmp_path / "params.yaml")["train"]["on_divergence"] == "mark"
+
+
 def test_ties_go_to_the_lr_nearest_the_default_on_a_log_scale_then_the_smaller():
     assert lrgrid.choose({0.0003: 0.8, 0.001: 0.8, 0.003: 0.7}, 0.001) == 0.001
     # 0.003 is nearer 0.001 than 0.0003 is on a log scale (3x vs 3.33x), not in absolute terms
@@ -203,6 +234,14 @@ def test_report_pairs_each_method_at_its_own_lr_against_scipy():
     assert t["alphavil_vs"][hi]["p_holm"] == pytest.approx(max(min(1, 2 * p[lo]), p[hi]))
     md = lrgrid.tested_markdown(t)
     assert "| uniform | 0.001 |" in md and "| alphavil | 0.003 |" in md
+    assert "diverged" not in md and "diverged" not in t["methods"]["uniform"]
+    # a baseline that diverges on a fresh seed at its selected lr is reported as such
+    at_001 = show[1]["experiments"][1]["revs"][0]["data"]["metrics"]["metrics/summary.json"]
+    at_001["data"]["methods"]["uniform"]["diverged"] = {"7": "ep1"}
+    t = lrgrid.tested(sel, lrgrid.exp_records(show), TEST_SEEDS)
+    assert t["methods"]["uniform"]["diverged"] == {"7": "ep1"}
+    assert "diverged" not in t["methods"]["single_task"]
+    assert "**uniform diverged** at its lr (seed 7 in ep1)" in lrgrid.tested_markdown(t)
 
 
 def test_report_refuses_test_runs_with_other_params_than_the_selection():

@@ -62,6 +62,7 @@ ALTERNATIVES = {
     # still declare it (tests/test_device.py covers what it changes there)
     "train.device": lambda v: "auto" if v != "auto" else "cpu",
     "train.precision": lambda v: "bf16" if v != "bf16" else "fp32",
+    "train.on_divergence": lambda v: "mark" if v == "stop" else "stop",
     "base.warmup_steps": lambda v: v + 2,
     "alphavil.sample_ratio": lambda v: 0.5,
     "alphavil.weight_mode": lambda v: "loss" if v == "step" else "step",

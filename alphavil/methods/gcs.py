@@ -3,7 +3,9 @@ Gradient Similarity"). Every step takes one batch of the target and one of each 
 task and computes each task's gradient separately. On the shared trunk, an auxiliary
 gradient is added to the target's only where their cosine is positive (`gcs.weighted`:
 scaled by the cosine, the paper's weighted variant); each task's head gets its own task's
-gradient, as in joint training. An epoch has as many steps as the target has batches
+gradient, as in joint training. Under `model.heads: label` a head that an auxiliary task
+shares with the target is gated like the trunk (it is part of what the target's loss
+reaches), and auxiliary tasks sharing a head of their own sum their gradients there. An epoch has as many steps as the target has batches
 (as single_task); an auxiliary task with fewer batches starts over."""
 
 from __future__ import annotations
