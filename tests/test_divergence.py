@@ -9,9 +9,8 @@ import torch
 
 from alphavil import layout, pipeline
 from alphavil.artifacts import load_checkpoint
-from alphavil.config import ParamsError, validate
+from alphavil.config import ParamsError, load_params, validate
 from alphavil.report import markdown, summarise
-from alphavil.config import load_params
 
 from conftest import tiny_raw
 
@@ -29,7 +28,8 @@ def _checkpoint(method, epoch):
 def test_stop_is_the_default_and_ends_the_run_at_the_first_nonfinite_loss(workdir):
     workdir(baselines=["uniform"], **DIVERGING_EP1)
     pipeline.train_base(0)
-    with pytest.raises(FloatingPointError, match=r"uniform, seed 0, epoch ep1: loss .* is (nan|inf)"):
+    with pytest.raises(FloatingPointError,
+                       match=r"uniform, seed 0, epoch ep1: loss .* is (nan|inf)"):
         pipeline.train_method("uniform", 0)
     assert not layout.checkpoint_dir("uniform", 0, "ep1").exists()
 
@@ -49,7 +49,7 @@ def test_mark_keeps_the_last_finite_parameters_and_says_where_it_diverged(workdi
     assert state1["diverged"]["epoch"] == "ep1" and "uniform" in state1["diverged"]["error"]
 
 
-def test_mark_changes_nothing_for_a_method_that_does_not_diverge(workdir, tmp_path):
+def test_mark_changes_nothing_for_a_method_that_does_not_diverge(workdir):
     out = {}
     for mode in ("stop", "mark"):
         workdir(baselines=["uniform"], train={"on_divergence": mode})
