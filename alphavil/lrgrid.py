@@ -31,8 +31,8 @@ import yaml
 from . import safety
 from .artifacts import ArtifactError, read_json, write_json, write_text
 from .config import ParamsError, check_data_source, read_yaml, validate
-# _SAME: dev metrics closer than this are a tie (means of multiples of 1/N)
-from .report import _SAME, _fmt, _mean_std, comparison_lines, holm, paired_comparison
+# SAME: dev metrics closer than this are a tie (means of multiples of 1/N)
+from .report import SAME, comparison_lines, fmt, holm, mean_std, paired_comparison
 from .study import merged_params
 
 SELECTION = Path("metrics/lr_selection.json")
@@ -188,7 +188,7 @@ def choose(dev_by_lr: dict[float, float], default_lr: float) -> float:
     """The lr with the highest dev metric; a tie goes to the lr nearest `default_lr` on a log
     scale (the grid is multiplicative), then to the smaller lr."""
     best = max(dev_by_lr.values())
-    tied = [lr for lr, dev in dev_by_lr.items() if best - dev <= _SAME]
+    tied = [lr for lr, dev in dev_by_lr.items() if best - dev <= SAME]
     # rounded: 1e-4 and 1e-2 are equally near 1e-3, though their logs differ in the last bit
     return min(tied, key=lambda lr: (round(abs(math.log(lr / default_lr)), 9), lr))
 
@@ -236,7 +236,7 @@ def tested(selection: dict, records: list[dict], seeds: list[int]) -> dict:
             raise ParamsError(f"experiment {run['name']!r}: {method} per_seed_test has seeds "
                               f"{sorted(per_seed)}, expected {seeds}")
         values = [per_seed[str(s)] for s in seeds]
-        mean, std = _mean_std(values)
+        mean, std = mean_std(values)
         diverged = run["metrics"]["methods"][method].get("diverged")
         methods[method] = {"lr": choice["lr"], "test": mean, "test_std": std,
                            "per_seed_test": dict(zip(map(str, seeds), values)),
@@ -261,7 +261,7 @@ def selection_table(sel: dict) -> str:
              "* selected", "", "| method | " + " | ".join(grid) + " |",
              "|---" * (len(grid) + 1) + "|"]
     for m, e in sel["methods"].items():
-        cells = [_fmt(e["dev_by_lr"][g]) + (" *" if g == lr_text(e["lr"]) else "")
+        cells = [fmt(e["dev_by_lr"][g]) + (" *" if g == lr_text(e["lr"]) else "")
                  + (" (diverged)" if g in e.get("diverged_at", ()) else "") for g in grid]
         lines.append(f"| {m} | " + " | ".join(cells) + " |")
     edge = [m for m, e in sel["methods"].items() if e.get("at_edge")]
@@ -280,8 +280,8 @@ def tested_markdown(t: dict) -> str:
              f"{', '.join(map(lr_text, t['grid']))}; tested on seeds {t['seeds']}.", "",
              "| method | train.lr | final test (mean ± std) | per seed |", "|---|---|---|---|"]
     for m, e in t["methods"].items():
-        per_seed = ", ".join(_fmt(v) for v in e["per_seed_test"].values())
-        lines.append(f"| {m} | {lr_text(e['lr'])} | {_fmt(e['test'])} ± {_fmt(e['test_std'])} "
+        per_seed = ", ".join(fmt(v) for v in e["per_seed_test"].values())
+        lines.append(f"| {m} | {lr_text(e['lr'])} | {fmt(e['test'])} ± {fmt(e['test_std'])} "
                      f"| {per_seed} |")
     for m, e in t["methods"].items():
         if e.get("diverged"):

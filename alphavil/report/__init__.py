@@ -1,0 +1,46 @@
+"""Turn per-checkpoint evaluations into the metrics, tables and plots a researcher reads.
+
+metrics/summary.json  compact numbers for `dvc exp show` (means over seeds)
+metrics/summary.md    the comparison table, per-seed values, paired tests
+metrics/per_epoch.json every (method, seed, epoch) evaluation
+metrics/plots/        CSVs for `dvc plots show`, curves.png (the README's) and weights.png
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from .. import layout
+from ..artifacts import write_json, write_text
+from ..config import Params
+from .curves import ALPHA_CSV, TARGET_CSV, curves, weight_rows, write_csv
+from .plots import (REFUSED_LABEL, curves_figure, data_range, save_png, task_labels,
+                    weights_figure)
+from .stats import SAME, holm, mean_estimated, mean_std, paired_comparison, ranking_score
+from .summary import aux_roles, primary_metric, summarise
+from .tables import alpha_cell, comparison_lines, fmt, fmt_p, markdown
+
+__all__ = ["ALPHA_CSV", "REFUSED_LABEL", "SAME", "TARGET_CSV", "alpha_cell", "aux_roles",
+           "comparison_lines", "curves", "curves_figure", "data_range", "fmt", "fmt_p", "holm",
+           "markdown", "mean_estimated", "mean_std", "paired_comparison", "primary_metric",
+           "ranking_score", "save_png", "summarise", "task_labels", "weight_rows",
+           "weights_figure", "write_csv", "write_reports"]
+
+
+def write_reports(params: Params, records: list[dict], out: Path = layout.METRICS,
+                  metric: str | None = None) -> dict:
+    summary = summarise(params, records, metric)
+    acc, aw = curves(params, records, summary["metric"])
+    write_json(out / "summary.json", summary)
+    write_text(out / "summary.md", markdown(summary, params, aw))
+    write_json(out / "per_epoch.json", {"records": records})
+    plots = out / "plots"
+    for method, rows in acc.items():
+        write_csv(plots / "target" / f"{method}.csv", TARGET_CSV, rows)
+    for t, rows in aw.items():
+        write_csv(plots / "alphavil" / f"{t}.csv", ALPHA_CSV, rows)
+    save_png(plots / "curves.png", curves_figure(acc, aw, summary["metric"], params.target,
+                                                 len(params.seeds)))
+    save_png(plots / "weights.png", weights_figure(weight_rows(params, records),
+                                                   task_labels(params), len(params.seeds)))
+    return summary

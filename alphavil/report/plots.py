@@ -1,0 +1,132 @@
+"""The report's figures (matplotlib, imported only when a figure is drawn): curves.png, the
+target's dev curve per method beside αVIL's α and weights, and weights.png."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+from ..artifacts import atomic_path
+from ..config import Params
+
+REFUSED_LABEL = "merge refused (alpha.guard)"
+
+
+def data_range(values: list[float], margin: float = 0.05) -> tuple[float, float]:
+    """An axis range around every value drawn, `margin` of their span on each side: set
+    from the data, so late epochs' small differences between methods fill the panel (an
+    axis from 0 or chance squeezes them into one line). A flat curve gets ±margin·|v|."""
+    lo, hi = min(values), max(values)
+    pad = margin * (hi - lo) if hi > lo else margin * max(abs(lo), 1e-3)
+    return lo - pad, hi + pad
+
+
+def _accuracy_panel(ax, acc: dict, metric: str, target: str, seeds: int) -> None:
+    # θ_0 (epoch 0) is one checkpoint shared by every method, near chance from a random
+    # initialisation; drawn, it stretches the axis until the methods overlap. The panel
+    # starts at epoch 1 and states θ_0's score in the axis label instead.
+    shift = 0.06  # each method's min–max bar a little to the side, so the bars stay apart
+    for i, (method, rows) in enumerate(acc.items()):
+        rows = [r for r in rows if r[0] > 0]
+        x = [r[0] + (i - (len(acc) - 1) / 2) * shift for r in rows]
+        mean = [r[1] for r in rows]
+        ax.errorbar(x, mean, yerr=[[m - r[3] for m, r in zip(mean, rows)],
+                                   [r[4] - m for m, r in zip(mean, rows)]],
+                    marker="o", ms=4, capsize=3, color=f"C{i}", label=method)
+    ax.set_ylim(*data_range([v for rows in acc.values() for r in rows if r[0] > 0
+                             for v in (r[1], r[3], r[4])]))
+    base = next(iter(acc.values()))[0][1]
+    ax.set(xlabel=f"epoch   (epoch 0: θ₀, every method, {base:.3g}; not drawn)",
+           ylabel=f"target dev {metric}",
+           title=f"target `{target}`: mean over {seeds} seeds, bars min–max")
+    ax.legend(fontsize=8)
+
+
+def _alpha_panel(ax, aw: dict, seeds: int) -> None:
+    for i, (t, rows) in enumerate(aw.items()):
+        x = [r[0] for r in rows]
+        # NaN breaks the line: an epoch where no seed estimated α stays a gap
+        ax.plot(x, [math.nan if r[1] is None else r[1] for r in rows], marker="o",
+                color=f"C{i}", label=f"α {t}")
+        ax.plot(x, [r[2] for r in rows], ls="--", color=f"C{i}", label=f"w {t}")
+        for r in rows:
+            if r[1] is not None and r[3] < seeds:  # a mean over fewer seeds: say how many
+                ax.annotate(f"{r[3]}/{seeds}", (r[0], r[1]), textcoords="offset points",
+                            xytext=(5, 4), fontsize=7, color=f"C{i}")
+    refused = [(r[0], r[4]) for r in next(iter(aw.values())) if r[4]]
+    if refused:
+        ax.margins(y=0.15)  # headroom for the counts above the data
+    for j, (n, k) in enumerate(refused):
+        # a shaded column, not a point: a refusal is per seed, the α drawn is a mean
+        ax.axvspan(n - 0.12, n + 0.12, color="red", alpha=0.12, lw=0,
+                   label=REFUSED_LABEL if j == 0 else None)
+        ax.text(n, 0.985, f"{k}/{seeds} seeds", transform=ax.get_xaxis_transform(),
+                ha="center", va="top", fontsize=7, color="red")
+    ax.axhline(1.0, color="grey", lw=0.5)
+    ax.set(xlabel="epoch", ylabel="value",
+           title="αVIL: α (solid; gap: not estimated), weight (dashed)")
+    ax.legend(fontsize=8)
+
+
+def curves_figure(acc: dict, aw: dict, metric: str, target: str, seeds: int):
+    """The target's dev curve per method and, with αVIL, its α and weights per epoch."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    from matplotlib.ticker import MaxNLocator
+
+    fig, axes = plt.subplots(1, 2 if aw else 1, figsize=(5.5 * (2 if aw else 1), 4.2),
+                             squeeze=False)
+    _accuracy_panel(axes[0, 0], acc, metric, target, seeds)
+    if aw:
+        _alpha_panel(axes[0, 1], aw, seeds)
+    for ax in axes[0]:
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))  # epochs are whole numbers
+    fig.tight_layout()
+    return fig
+
+
+def task_labels(params: Params) -> dict[str, str]:
+    """Legend names: the target marked, and a task's ground-truth class where params gives
+    one (`tasks.<name>.role`, e.g. helpful, unrelated, harmful)."""
+    raw = params.raw.get("tasks") or {}
+    labels = {}
+    for t in params.tasks:
+        marks = ["target"] if t == params.target else []
+        spec = raw.get(t)
+        if isinstance(spec, dict) and spec.get("role") is not None:
+            marks.append(str(spec["role"]))
+        labels[t] = f"{t} ({', '.join(marks)})" if marks else t
+    return labels
+
+
+def weights_figure(rows: dict, labels: dict[str, str], seeds: int):
+    """One line per task: αVIL's mean weight w per epoch, shaded min–max over seeds."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    from matplotlib.ticker import MaxNLocator
+
+    fig, ax = plt.subplots(figsize=(5.5, 4.2))
+    for i, (t, rs) in enumerate(rows.items()):  # C{i}: the task's colour in curves.png too
+        x = [r[0] for r in rs]
+        ax.plot(x, [r[1] for r in rs], marker="o", ms=4, color=f"C{i}", label=labels[t])
+        ax.fill_between(x, [r[2] for r in rs], [r[3] for r in rs], color=f"C{i}", alpha=0.2,
+                        lw=0)
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+    ax.set(xlabel="epoch (0: initial weights)", ylabel="task weight w",
+           title=f"αVIL task weights: mean over {seeds} seeds, band min–max")
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    return fig
+
+
+def save_png(path: Path, fig) -> None:
+    import matplotlib.pyplot as plt
+
+    with atomic_path(path) as tmp:
+        # fixed metadata so the PNG is byte-identical between runs
+        fig.savefig(tmp, format="png", dpi=100, metadata={"Software": None})
+    plt.close(fig)

@@ -1,0 +1,111 @@
+"""Per-checkpoint evaluation records summarised into metrics/summary.json: per method the
+final and best-on-dev target metric over seeds, αVIL's weights, α and ranking scores (also
+per epoch), and αVIL paired with each baseline."""
+
+from __future__ import annotations
+
+from collections import defaultdict
+
+from ..config import Params
+from .stats import holm, mean_estimated, mean_std, paired_comparison, ranking_score
+
+
+def primary_metric(record: dict, declared: str | None = None) -> str:
+    """The metric the tables report: the target's declared one (NLU tasks carry GLUE's
+    choice in meta.json), else accuracy, else the first one recorded."""
+    keys = [k for k in record["dev"] if k != "loss"]
+    if declared is not None:
+        if declared not in keys:
+            raise ValueError(f"metric {declared!r} was not recorded (have {keys})")
+        return declared
+    return "acc" if "acc" in keys else keys[0]
+
+
+def aux_roles(params: Params) -> dict[str, str]:
+    """Roles of the auxiliary tasks, or {} unless a suite has both a helpful and a harmful
+    one (the ranking score is then undefined)."""
+    roles = {t: s.role for t, s in params.tasks.items() if t != params.target and s.role}
+    return roles if {"helpful", "harmful"} <= set(roles.values()) else {}
+
+
+def _by_epoch(params: Params, by_run: dict, roles: dict[str, str]) -> dict:
+    """αVIL after each epoch: per task the mean weight and mean α over seeds (α: over the
+    seeds that estimated it), and with a suite's roles the ranking score per seed, so
+    `dvc exp show` can follow how the weights move (per seed values: per_epoch.json)."""
+    out = {}
+    for ep in params.epochs:
+        rows = [next(r for r in by_run[("alphavil", s)] if r["epoch"] == ep.id)
+                for s in params.seeds]
+        e = {"weight": {t: mean_std([r["weights"][t] for r in rows])[0] for t in params.tasks},
+             "alpha": {t: mean_estimated([r["alpha"][t] for r in rows])[0]
+                       for t in params.tasks}}
+        if roles:
+            e["ranking_weights_per_seed"] = {str(r["seed"]): ranking_score(r["weights"], roles)
+                                             for r in rows}
+        out[ep.id] = e
+    return out
+
+
+def summarise(params: Params, records: list[dict], metric: str | None = None) -> dict:
+    metric = primary_metric(records[0], metric)
+    last = params.epochs[-1].id
+    by_run: dict[tuple[str, int], list[dict]] = defaultdict(list)
+    for r in records:
+        by_run[(r["method"], r["seed"])].append(r)
+
+    summary: dict = {"target": params.target, "metric": metric, "epochs": len(params.epochs),
+                     "seeds": len(params.seeds), "methods": {}}
+    finals: dict[str, list[float]] = {}
+    for method in params.methods:
+        final_test, final_dev, best_test, best_dev = [], [], [], []
+        for seed in params.seeds:
+            run = [r for r in by_run[(method, seed)] if r["epoch"] != "base"]
+            final = next(r for r in run if r["epoch"] == last)
+            # best on dev; ties go to the earliest epoch
+            best = max(run, key=lambda r: (r["dev"][metric], -r["n"]))
+            final_test.append(final["test"][metric])
+            final_dev.append(final["dev"][metric])
+            best_test.append(best["test"][metric])
+            best_dev.append(best["dev"][metric])
+        m, s = mean_std(final_test)
+        bm, bs = mean_std(best_test)
+        entry = {"test": m, "test_std": s, "dev": mean_std(final_dev)[0],
+                 "best_dev": {"test": bm, "test_std": bs, "dev": mean_std(best_dev)[0]},
+                 "per_seed_test": dict(zip(map(str, params.seeds), final_test))}
+        # train.on_divergence: mark. Only present when a seed diverged, so a run without
+        # divergence writes the same summary as before the option existed.
+        diverged = {str(seed): r["diverged"] for seed in params.seeds
+                    for r in by_run[(method, seed)] if r["epoch"] == last and "diverged" in r}
+        if diverged:
+            entry["diverged"] = diverged
+        if method == "alphavil":
+            finals_state = [next(r for r in by_run[(method, s)] if r["epoch"] == last)
+                            for s in params.seeds]
+            entry["final_weight"] = {t: mean_std([r["weights"][t] for r in finals_state])[0]
+                                     for t in params.tasks}
+            alpha = {t: mean_estimated([r["alpha"][t] for r in finals_state])
+                     for t in params.tasks}
+            # null where no seed estimated it; final_alpha_seeds: how many seeds did
+            entry["final_alpha"] = {t: a for t, (a, _) in alpha.items()}
+            entry["final_alpha_seeds"] = {t: k for t, (_, k) in alpha.items()}
+            roles = aux_roles(params)
+            if roles:  # ground truth of the suite (tasks.<name>.role)
+                for by in ("weights", "alpha"):
+                    per_seed = [ranking_score(r[by], roles) for r in finals_state]
+                    entry[f"ranking_{by}"] = mean_estimated(per_seed)[0]
+                    entry[f"ranking_{by}_per_seed"] = dict(zip(map(str, params.seeds), per_seed))
+            entry["by_epoch"] = _by_epoch(params, by_run, roles)
+            if params.section("alpha").get("guard", False):
+                refused = [f"s{r['seed']} {r['epoch']}" for seed in params.seeds
+                           for r in by_run[(method, seed)] if r.get("merge_rejected")]
+                entry["merges_rejected"] = len(refused)
+                entry["merges_rejected_at"] = refused
+        summary["methods"][method] = entry
+        finals[method] = final_test
+    if "alphavil" in finals:
+        vs = {m: paired_comparison(finals["alphavil"], v)
+              for m, v in finals.items() if m != "alphavil"}
+        for m, p in holm({m: c["p_value"] for m, c in vs.items()}).items():
+            vs[m]["p_holm"] = p
+        summary["alphavil_vs"] = vs
+    return summary
