@@ -8,13 +8,14 @@ import math
 
 import numpy as np
 import pytest
+import yaml
 from scipy.stats import ttest_rel
 
 from alphavil.config import validate
 from alphavil.report import (ALPHA_CSV, REFUSED_LABEL, curves, curves_figure, data_range, holm,
                              markdown, paired_comparison, summarise, task_labels, weight_rows,
                              weights_figure, write_reports)
-from conftest import tiny_raw
+from conftest import ROOT, tiny_raw
 
 # --- the paired comparison ---------------------------------------------------------------
 
@@ -242,6 +243,27 @@ def test_without_refusals_the_plot_has_no_refusal_marker():
         summarise(params, records), params, curves(params, records, "acc")[1])
 
 
+def test_csv_headers_hold_the_columns_dvc_yaml_plots_read(tmp_path):
+    # the headers are the named rows' fields: renaming a field must not silently take away
+    # the x or y that `dvc plots show` draws
+    write_reports(_params(), _records(), out=tmp_path)
+    plots = yaml.safe_load((ROOT / "dvc.yaml").read_text())["stages"]["evaluate"]["plots"]
+    headers = {"metrics/plots/target": ["epoch", "dev", "test", "dev_min", "dev_max"],
+               "metrics/plots/alphavil": ["epoch", "alpha", "weight", "alpha_seeds",
+                                          "merges_refused"]}
+    for entry in plots:
+        (path, spec), = entry.items()
+        if path not in headers:
+            continue  # the PNGs
+        files = sorted((tmp_path / path.removeprefix("metrics/")).glob("*.csv"))
+        assert files
+        for f in files:
+            header = f.read_text().splitlines()[0].split(",")
+            assert header == headers[path] and {spec["x"], spec["y"]} <= set(header)
+        headers.pop(path)
+    assert not headers  # both CSV folders are still plots in dvc.yaml
+
+
 # --- the accuracy curves --------------------------------------------------------------------
 
 
@@ -251,8 +273,8 @@ def test_accuracy_panel_starts_at_epoch_one_with_min_max_bars():
     acc, aw = curves(params, records, "acc")
     # dev per seed at n = 2 is FINAL - 0.01: the band is its min and max over seeds
     row = acc["uniform"][2]
-    assert row[0] == 2 and row[3:] == pytest.approx([0.85, 0.88])
-    assert row[1] == pytest.approx(np.mean(FINAL["uniform"]) - 0.01)
+    assert row.epoch == 2 and (row.dev_min, row.dev_max) == pytest.approx((0.85, 0.88))
+    assert row.dev == pytest.approx(np.mean(FINAL["uniform"]) - 0.01)
     fig = curves_figure(acc, aw, "acc", "left", len(SEEDS))
     ax = fig.axes[0]
     xs = np.concatenate([ln.get_xdata() for ln in ax.lines])

@@ -13,17 +13,18 @@ from pathlib import Path
 from .. import layout
 from ..artifacts import write_json, write_text
 from ..config import Params
-from .curves import ALPHA_CSV, TARGET_CSV, curves, weight_rows, write_csv
+from .curves import (ALPHA_CSV, TARGET_CSV, AlphaRow, TargetRow, WeightRow, curves, weight_rows,
+                     write_csv)
 from .plots import (REFUSED_LABEL, curves_figure, data_range, save_png, task_labels,
                     weights_figure)
 from .stats import SAME, holm, mean_estimated, mean_std, paired_comparison, ranking_score
 from .summary import aux_roles, primary_metric, summarise
 from .tables import alpha_cell, comparison_lines, fmt, fmt_p, markdown
 
-__all__ = ["ALPHA_CSV", "REFUSED_LABEL", "SAME", "TARGET_CSV", "alpha_cell", "aux_roles",
-           "comparison_lines", "curves", "curves_figure", "data_range", "fmt", "fmt_p", "holm",
-           "markdown", "mean_estimated", "mean_std", "paired_comparison", "primary_metric",
-           "ranking_score", "save_png", "summarise", "task_labels", "weight_rows",
+__all__ = ["ALPHA_CSV", "AlphaRow", "REFUSED_LABEL", "SAME", "TARGET_CSV", "TargetRow", "WeightRow",
+           "alpha_cell", "aux_roles", "comparison_lines", "curves", "curves_figure", "data_range",
+           "fmt", "fmt_p", "holm", "markdown", "mean_estimated", "mean_std", "paired_comparison",
+           "primary_metric", "ranking_score", "save_png", "summarise", "task_labels", "weight_rows",
            "weights_figure", "write_csv", "write_reports"]
 
 

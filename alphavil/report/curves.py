@@ -6,6 +6,7 @@ from __future__ import annotations
 import csv
 import io
 from pathlib import Path
+from typing import NamedTuple
 
 import numpy as np
 
@@ -13,51 +14,78 @@ from ..artifacts import write_text
 from ..config import Params
 from .stats import mean_estimated
 
-TARGET_CSV = ["epoch", "dev", "test", "dev_min", "dev_max"]
-ALPHA_CSV = ["epoch", "alpha", "weight", "alpha_seeds", "merges_refused"]
+
+class TargetRow(NamedTuple):
+    """One method's target metric at epoch count n (0: θ_0), over seeds."""
+    epoch: int
+    dev: float  # mean
+    test: float  # mean
+    dev_min: float
+    dev_max: float
 
 
-def curves(params: Params, records: list[dict], metric: str) -> tuple[dict, dict]:
-    """Per method and epoch count n, over seeds: mean dev/test metric and the dev min–max
-    (rows as TARGET_CSV); αVIL's α (mean over the seeds that estimated it, None if none
-    did), mean weight, how many seeds estimated α and how many merges alpha.guard refused
-    (rows as ALPHA_CSV)."""
-    acc: dict[str, list[list]] = {}
+class AlphaRow(NamedTuple):
+    """One task's αVIL values after epoch count n, over seeds."""
+    epoch: int
+    alpha: float | None  # mean over the seeds that estimated α; None where none did
+    weight: float  # mean
+    alpha_seeds: int  # how many seeds estimated α
+    merges_refused: int  # by alpha.guard, over all tasks
+
+
+class WeightRow(NamedTuple):
+    """One task's αVIL weight w at epoch count n (0: the initial weights), over seeds."""
+    epoch: int
+    mean: float
+    low: float  # min over seeds
+    high: float  # max over seeds
+
+
+# the CSV columns are the rows' fields, in order
+TARGET_CSV = list(TargetRow._fields)
+ALPHA_CSV = list(AlphaRow._fields)
+
+
+def curves(params: Params, records: list[dict],
+           metric: str) -> tuple[dict[str, list[TargetRow]], dict[str, list[AlphaRow]]]:
+    """Per method, a TargetRow for every epoch count n; with αVIL, per task an AlphaRow for
+    every epoch."""
+    acc: dict[str, list[TargetRow]] = {}
     for method in params.methods:
         rows = []
         for n in range(len(params.epochs) + 1):
             rs = [r for r in records if r["method"] == method and r["n"] == n]
             dev = [r["dev"][metric] for r in rs]
-            rows.append([n, float(np.mean(dev)), float(np.mean([r["test"][metric] for r in rs])),
-                         float(np.min(dev)), float(np.max(dev))])
+            rows.append(TargetRow(n, float(np.mean(dev)),
+                                  float(np.mean([r["test"][metric] for r in rs])),
+                                  float(np.min(dev)), float(np.max(dev))))
         acc[method] = rows
-    aw: dict[str, list[list]] = {}
+    aw: dict[str, list[AlphaRow]] = {}
     if "alphavil" in params.methods:
         for t in params.tasks:
             rows = []
             for e in params.epochs:
                 rs = [r for r in records if r["method"] == "alphavil" and r["n"] == e.n]
                 alpha, k = mean_estimated([r["alpha"][t] for r in rs])
-                rows.append([e.n, alpha, float(np.mean([r["weights"][t] for r in rs])), k,
-                             sum(bool(r.get("merge_rejected")) for r in rs)])
+                rows.append(AlphaRow(e.n, alpha, float(np.mean([r["weights"][t] for r in rs])), k,
+                                     sum(bool(r.get("merge_rejected")) for r in rs)))
             aw[t] = rows
     return acc, aw
 
 
-def weight_rows(params: Params, records: list[dict]) -> dict[str, list[list]]:
-    """αVIL's task weight w per task and epoch count n (0: the initial weights), over seeds:
-    rows [n, mean, min, max]."""
-    rows: dict[str, list[list]] = {}
+def weight_rows(params: Params, records: list[dict]) -> dict[str, list[WeightRow]]:
+    """Per task, αVIL's WeightRow for every epoch count n."""
+    rows: dict[str, list[WeightRow]] = {}
     for t in params.tasks:
         rows[t] = []
         for n in range(len(params.epochs) + 1):
             w = [r["weights"][t] for r in records if r["method"] == "alphavil" and r["n"] == n]
-            rows[t].append([n, float(np.mean(w)), float(np.min(w)), float(np.max(w))])
+            rows[t].append(WeightRow(n, float(np.mean(w)), float(np.min(w)), float(np.max(w))))
     return rows
 
 
-def write_csv(path: Path, header: list[str], rows: list[list]) -> None:
-    """One CSV for `dvc plots show`: the header, then the rows."""
+def write_csv(path: Path, header: list[str], rows: list[tuple]) -> None:
+    """One CSV for `dvc plots show`: the header, then the rows (named rows as their values)."""
     buf = io.StringIO()
     w = csv.writer(buf, lineterminator="\n")
     w.writerow(header)

@@ -8,6 +8,7 @@ from pathlib import Path
 
 from ..artifacts import atomic_path
 from ..config import Params
+from .curves import AlphaRow, TargetRow, WeightRow
 
 REFUSED_LABEL = "merge refused (alpha.guard)"
 
@@ -21,39 +22,40 @@ def data_range(values: list[float], margin: float = 0.05) -> tuple[float, float]
     return lo - pad, hi + pad
 
 
-def _accuracy_panel(ax, acc: dict, metric: str, target: str, seeds: int) -> None:
+def _accuracy_panel(ax, acc: dict[str, list[TargetRow]], metric: str, target: str,
+                    seeds: int) -> None:
     # θ_0 (epoch 0) is one checkpoint shared by every method, near chance from a random
     # initialisation; drawn, it stretches the axis until the methods overlap. The panel
     # starts at epoch 1 and states θ_0's score in the axis label instead.
     shift = 0.06  # each method's min–max bar a little to the side, so the bars stay apart
     for i, (method, rows) in enumerate(acc.items()):
-        rows = [r for r in rows if r[0] > 0]
-        x = [r[0] + (i - (len(acc) - 1) / 2) * shift for r in rows]
-        mean = [r[1] for r in rows]
-        ax.errorbar(x, mean, yerr=[[m - r[3] for m, r in zip(mean, rows)],
-                                   [r[4] - m for m, r in zip(mean, rows)]],
+        rows = [r for r in rows if r.epoch > 0]
+        x = [r.epoch + (i - (len(acc) - 1) / 2) * shift for r in rows]
+        mean = [r.dev for r in rows]
+        ax.errorbar(x, mean, yerr=[[m - r.dev_min for m, r in zip(mean, rows)],
+                                   [r.dev_max - m for m, r in zip(mean, rows)]],
                     marker="o", ms=4, capsize=3, color=f"C{i}", label=method)
-    ax.set_ylim(*data_range([v for rows in acc.values() for r in rows if r[0] > 0
-                             for v in (r[1], r[3], r[4])]))
-    base = next(iter(acc.values()))[0][1]
+    ax.set_ylim(*data_range([v for rows in acc.values() for r in rows if r.epoch > 0
+                             for v in (r.dev, r.dev_min, r.dev_max)]))
+    base = next(iter(acc.values()))[0].dev
     ax.set(xlabel=f"epoch   (epoch 0: θ₀, every method, {base:.3g}; not drawn)",
            ylabel=f"target dev {metric}",
            title=f"target `{target}`: mean over {seeds} seeds, bars min–max")
     ax.legend(fontsize=8)
 
 
-def _alpha_panel(ax, aw: dict, seeds: int) -> None:
+def _alpha_panel(ax, aw: dict[str, list[AlphaRow]], seeds: int) -> None:
     for i, (t, rows) in enumerate(aw.items()):
-        x = [r[0] for r in rows]
+        x = [r.epoch for r in rows]
         # NaN breaks the line: an epoch where no seed estimated α stays a gap
-        ax.plot(x, [math.nan if r[1] is None else r[1] for r in rows], marker="o",
+        ax.plot(x, [math.nan if r.alpha is None else r.alpha for r in rows], marker="o",
                 color=f"C{i}", label=f"α {t}")
-        ax.plot(x, [r[2] for r in rows], ls="--", color=f"C{i}", label=f"w {t}")
+        ax.plot(x, [r.weight for r in rows], ls="--", color=f"C{i}", label=f"w {t}")
         for r in rows:
-            if r[1] is not None and r[3] < seeds:  # a mean over fewer seeds: say how many
-                ax.annotate(f"{r[3]}/{seeds}", (r[0], r[1]), textcoords="offset points",
-                            xytext=(5, 4), fontsize=7, color=f"C{i}")
-    refused = [(r[0], r[4]) for r in next(iter(aw.values())) if r[4]]
+            if r.alpha is not None and r.alpha_seeds < seeds:  # a mean over fewer seeds: say so
+                ax.annotate(f"{r.alpha_seeds}/{seeds}", (r.epoch, r.alpha),
+                            textcoords="offset points", xytext=(5, 4), fontsize=7, color=f"C{i}")
+    refused = [(r.epoch, r.merges_refused) for r in next(iter(aw.values())) if r.merges_refused]
     if refused:
         ax.margins(y=0.15)  # headroom for the counts above the data
     for j, (n, k) in enumerate(refused):
@@ -68,7 +70,8 @@ def _alpha_panel(ax, aw: dict, seeds: int) -> None:
     ax.legend(fontsize=8)
 
 
-def curves_figure(acc: dict, aw: dict, metric: str, target: str, seeds: int):
+def curves_figure(acc: dict[str, list[TargetRow]], aw: dict[str, list[AlphaRow]],
+                  metric: str, target: str, seeds: int):
     """The target's dev curve per method and, with αVIL, its α and weights per epoch."""
     import matplotlib
 
@@ -101,7 +104,7 @@ def task_labels(params: Params) -> dict[str, str]:
     return labels
 
 
-def weights_figure(rows: dict, labels: dict[str, str], seeds: int):
+def weights_figure(rows: dict[str, list[WeightRow]], labels: dict[str, str], seeds: int):
     """One line per task: αVIL's mean weight w per epoch, shaded min–max over seeds."""
     import matplotlib
 
@@ -111,9 +114,9 @@ def weights_figure(rows: dict, labels: dict[str, str], seeds: int):
 
     fig, ax = plt.subplots(figsize=(5.5, 4.2))
     for i, (t, rs) in enumerate(rows.items()):  # C{i}: the task's colour in curves.png too
-        x = [r[0] for r in rs]
-        ax.plot(x, [r[1] for r in rs], marker="o", ms=4, color=f"C{i}", label=labels[t])
-        ax.fill_between(x, [r[2] for r in rs], [r[3] for r in rs], color=f"C{i}", alpha=0.2,
+        x = [r.epoch for r in rs]
+        ax.plot(x, [r.mean for r in rs], marker="o", ms=4, color=f"C{i}", label=labels[t])
+        ax.fill_between(x, [r.low for r in rs], [r.high for r in rs], color=f"C{i}", alpha=0.2,
                         lw=0)
     ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     ax.set(xlabel="epoch (0: initial weights)", ylabel="task weight w",

@@ -6,6 +6,7 @@ from __future__ import annotations
 import math
 
 from ..config import Params
+from .curves import AlphaRow
 
 
 def fmt(x: float | None, pct: bool = True) -> str:
@@ -43,7 +44,8 @@ def comparison_lines(vs: dict, heading: str) -> list[str]:
     return lines
 
 
-def markdown(summary: dict, params: Params, aw: dict | None = None) -> str:
+def markdown(summary: dict, params: Params,
+             aw: dict[str, list[AlphaRow]] | None = None) -> str:
     metric = summary["metric"]
     seeds = summary["seeds"]
     lines = [f"# Target task `{summary['target']}`: test {metric} (%) after "
@@ -92,11 +94,11 @@ def markdown(summary: dict, params: Params, aw: dict | None = None) -> str:
         lines += ["", "## αVIL per epoch: α / task weight w (mean over seeds)", "",
                   "| epoch | " + " | ".join(tasks) + " |" + extra[0],
                   "|---" * (len(tasks) + 1 + guard) + "|"]
-        for i, row in enumerate(aw[tasks[0]]):
-            cells = [f"{alpha_cell(aw[t][i][1], aw[t][i][3], seeds)} / {aw[t][i][2]:.3f}"
-                     for t in tasks]
-            refused = f" {row[4]}/{seeds} |" if guard else ""
-            lines.append(f"| {row[0]} | " + " | ".join(cells) + " |" + refused)
+        for rows in zip(*aw.values()):  # one epoch: each task's row
+            cells = [f"{alpha_cell(r.alpha, r.alpha_seeds, seeds)} / {r.weight:.3f}"
+                     for r in rows]
+            refused = f" {rows[0].merges_refused}/{seeds} |" if guard else ""
+            lines.append(f"| {rows[0].epoch} | " + " | ".join(cells) + " |" + refused)
         lines += ["", "α is averaged over the seeds where it was estimated: (k/n) where only k "
                   "of n seeds estimated it, – where none did. A task at weight 0 takes no "
                   "fine-tune step, so its α is not estimated (null in per_epoch.json)."]
