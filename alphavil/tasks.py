@@ -41,7 +41,7 @@ TASK_INPUTS: dict[str, str] = {
 }
 
 # Ground truth of a suite's construction (configs/suite-*.yaml): what an auxiliary task is
-# built to do to the target. Only the metrics read it (report.py ranking_score).
+# built to do to the target. Only the metrics read it (report/stats.py ranking_score).
 ROLES = ("helpful", "unrelated", "harmful")
 
 
