@@ -30,7 +30,7 @@ class AlphaRow(NamedTuple):
     alpha: float | None  # mean over the seeds that estimated α; None where none did
     weight: float  # mean
     alpha_seeds: int  # how many seeds estimated α
-    merges_refused: int  # by alpha.guard, over all tasks
+    merges_refused: int  # seeds whose merge alpha.guard refused (the same for every task)
 
 
 class WeightRow(NamedTuple):

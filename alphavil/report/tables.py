@@ -46,6 +46,7 @@ def comparison_lines(vs: dict, heading: str) -> list[str]:
 
 def markdown(summary: dict, params: Params,
              aw: dict[str, list[AlphaRow]] | None = None) -> str:
+    """summary.md from summarise's dict and, with αVIL, curves' rows per task."""
     metric = summary["metric"]
     seeds = summary["seeds"]
     lines = [f"# Target task `{summary['target']}`: test {metric} (%) after "
