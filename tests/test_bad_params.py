@@ -13,7 +13,7 @@ from dataclasses import dataclass
 import pytest
 import yaml
 
-from conftest import ROOT
+from conftest import ROOT, committed_params_text
 
 STAGES = [  # every stage script validates params.yaml first; the cases take turns
     ["check_params.py"],
@@ -136,7 +136,7 @@ def _set(raw, dotted, value):
 
 
 def _params_file(key, value) -> bytes:
-    text = (ROOT / "params.yaml").read_text()
+    text = committed_params_text()
     if isinstance(value, Raw):
         return value.content
     if isinstance(value, Sub):
