@@ -7,6 +7,10 @@ from pathlib import Path
 import pytest
 import yaml
 
+# the `needs` marker's check (a missing install skips, or fails under ALPHAVIL_REQUIRE_ALL=1)
+from needs import (pytest_collection_modifyitems, pytest_configure,  # noqa: F401
+                   pytest_runtest_setup)
+
 ROOT = Path(__file__).resolve().parents[1]
 os.environ.setdefault("ALPHAVIL_QUIET", "1")
 

@@ -13,10 +13,11 @@ from alphavil.artifacts import load_checkpoint, load_tensors
 from alphavil.config import ParamsError, validate
 from alphavil.data import _load_split_file
 from conftest import committed_params_file
+from needs import needs_module
 from nlu_fixtures import make_tiny_encoder, nlu_raw, run_training_stages
 
-pytest.importorskip("transformers")
-pytest.importorskip("peft")
+needs_module("transformers")
+needs_module("peft")
 
 LORA = {"rank": 4, "alpha": 8.0, "dropout": 0.0, "targets": ["query", "value"]}
 META_VOCAB = 10
