@@ -43,6 +43,7 @@ def vega_divs(html: str) -> int:
     return html.count("vegaEmbed('#")
 
 
+@pytest.mark.integration  # `make plots` (dvc plots show) in a subprocess
 def test_page_loads_the_vendored_scripts_and_no_url(page):
     out, html = page
     assert vega_divs(html) >= 6  # metrics/plots/target/*.csv and metrics/plots/alphavil/*.csv
