@@ -13,7 +13,8 @@ from dataclasses import dataclass
 import pytest
 import yaml
 
-from conftest import ROOT
+from conftest import ROOT, committed_params_text
+from needs import needs_module
 
 STAGES = [  # every stage script validates params.yaml first; the cases take turns
     ["check_params.py"],
@@ -136,7 +137,7 @@ def _set(raw, dotted, value):
 
 
 def _params_file(key, value) -> bytes:
-    text = (ROOT / "params.yaml").read_text()
+    text = committed_params_text()
     if isinstance(value, Raw):
         return value.content
     if isinstance(value, Sub):
@@ -207,7 +208,7 @@ def test_unknown_method_argument_is_one_line(tmp_path):
 
 
 def test_missing_nlu_text_source_is_one_line(tmp_path):
-    pytest.importorskip("transformers")
+    needs_module("transformers")
     from nlu_fixtures import make_tiny_encoder, nlu_raw
 
     raw = nlu_raw(tmp_path, make_tiny_encoder(tmp_path / "enc"))

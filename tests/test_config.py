@@ -7,21 +7,21 @@ import yaml
 
 from alphavil.config import ParamsError, load_params, validate
 from alphavil.schedule import epoch_block, rewrite
-from conftest import ROOT, repo_params, tiny_raw
+from conftest import ROOT, committed_params_file, committed_params_text, repo_params, tiny_raw
 
 
 @pytest.mark.parametrize("config", sorted((ROOT / "configs").glob("*.yaml")),
                          ids=lambda p: p.name)
-def test_every_named_config_overlays_into_valid_params(config):
+def test_every_named_config_overlays_into_valid_params(config, tmp_path):
     from alphavil.study import merged_params
 
     overlay = yaml.safe_load(config.read_text())
-    merged = merged_params(config, ROOT / "params.yaml")  # raises ParamsError if invalid
+    merged = merged_params(config, committed_params_file(tmp_path))  # raises ParamsError if invalid
     assert {k: merged[k] for k in overlay} == overlay
 
 
-def test_repository_params_are_valid():
-    p = load_params(ROOT / "params.yaml")
+def test_repository_params_are_valid(tmp_path):
+    p = load_params(committed_params_file(tmp_path))
     assert p.target in p.tasks
     assert [e.id for e in p.epochs] == [f"ep{i}" for i in range(len(p.epochs))]
 
@@ -145,7 +145,7 @@ def test_epoch_overrides_apply_to_that_epoch_only():
 
 def test_schedule_rewrites_only_the_epoch_block(tmp_path):
     path = tmp_path / "params.yaml"
-    text = (ROOT / "params.yaml").read_text()
+    text = committed_params_text()
     raw = yaml.safe_load(text)
     raw_epochs = raw["epochs"]
     raw_epochs[1]["overrides"] = {"sample_ratio": 0.5}
@@ -173,10 +173,9 @@ def test_two_overlays_with_disjoint_keys_merge_and_run_as_one_study(tmp_path):
     from alphavil.study import main, merged_params
 
     configs = [ROOT / "configs" / "target-only.yaml", ROOT / "configs" / "heldout-seeds.yaml"]
-    merged = merged_params(configs, ROOT / "params.yaml")
+    params = committed_params_file(tmp_path)
+    merged = merged_params(configs, params)
     assert list(merged["tasks"]) == ["left"] and merged["seeds"] == list(range(5, 15))
-    params = tmp_path / "params.yaml"
-    params.write_text((ROOT / "params.yaml").read_text())
     assert main([*map(str, configs), "--params", str(params), "--no-run"]) == 0
     written = load_params(params)
     assert written.seeds == list(range(5, 15)) and list(written.tasks) == ["left"]
@@ -191,7 +190,7 @@ def test_overlays_that_set_the_same_key_are_refused(tmp_path):
     a.write_text("seeds: [1]\nbaselines: [uniform]\n")
     b.write_text("seeds: [2]\n")
     with pytest.raises(ParamsError, match=r"b\.yaml: keys \['seeds'\] are also set by .*a\.yaml"):
-        merged_params([a, b], ROOT / "params.yaml")
+        merged_params([a, b], committed_params_file(tmp_path))
 
 
 def test_study_names_the_make_target_when_the_fashion_files_are_missing(tmp_path, monkeypatch,
@@ -208,15 +207,15 @@ def test_study_names_the_make_target_when_the_fashion_files_are_missing(tmp_path
     overlay["data"]["source_args"]["path"] = str(missing)
     config = tmp_path / "multifashion.yaml"
     config.write_text(yaml.safe_dump(overlay))
-    params = tmp_path / "params.yaml"
-    assert main([str(config), "--params", str(ROOT / "params.yaml"), "--no-run"]) == 2
+    params = committed_params_file(tmp_path)
+    assert main([str(config), "--params", str(params), "--no-run"]) == 2
     err = capsys.readouterr().err.strip()
     assert err.startswith("error: data.source_args.path") and "\n" not in err
     assert "`make install-fashion`" in err
-    assert not params.exists()
+    assert params.read_text() == committed_params_text()  # not overwritten
     # a folder that exists but lacks the files gets the same hint
     missing.mkdir()
-    assert main([str(config), "--params", str(ROOT / "params.yaml"), "--no-run"]) == 2
+    assert main([str(config), "--params", str(params), "--no-run"]) == 2
     assert "`make install-fashion`" in capsys.readouterr().err
 
 

@@ -143,18 +143,62 @@ def test_alpha_gradient_matches_finite_differences(ctx):
                                rtol=1e-5, atol=1e-8)
 
 
-def test_alpha_estimation_lowers_target_dev_loss(ctx):
+def test_alpha_estimation_undoes_a_harmful_delta_and_lowers_target_dev_loss(workdir):
+    # One real fine-tune of the target and one harmful auxiliary delta (noise): at α = 1 the
+    # merge is far worse than θ, so a working α fit must move α a long way and win back
+    # most of the dev loss. (Deltas of the tiny model's real fine-tunes barely move the dev
+    # loss from chance, so "lower" alone would hold on rounding with α never moving.)
+    workdir(alpha={"steps": 10, "lr": 0.1, "init": 1.0})
+    ctx = RunContext.build(load_params("params.yaml"), seed=0)
     method = AlphaVIL(ctx)
     epoch = ctx.params.epochs[0]
     theta = trainable_state(ctx.model)
     state = method.initial_state()
     deltas = {t: method.finetune(epoch, theta, state, t)[0] for t in ctx.tasks}
+    g = torch.Generator().manual_seed(0)
+    deltas["right"] = {n: 0.3 * torch.randn(d.shape, generator=g)
+                       for n, d in deltas["right"].items()}
     alphas, trace = method.estimate(epoch, theta, deltas, state)
     assert set(alphas) == set(ctx.tasks)
-    assert len(trace["step_losses"]) == ctx.params.section("alpha")["steps"]
+    assert len(trace["step_losses"]) == 10
     params = combine(theta, list(deltas.values()), torch.tensor([alphas[t] for t in deltas]))
     dev = ctx.split("dev", ctx.target)
-    assert evaluate(ctx.model, dev, ctx.target, params=params)["loss"] < trace["dev_loss_at_init"]
+    before, after = trace["dev_loss_at_init"], evaluate(ctx.model, dev, ctx.target,
+                                                        params=params)["loss"]
+    assert before > 4.0  # the noise really hurts at α = 1 (θ alone: ~2.3, chance on 10 classes)
+    assert after < 0.6 * before, (before, after)
+    assert alphas["right"] < 0.5, alphas  # the harmful delta's α fell far from init 1.0
+    assert all(abs(a - 1.0) > 0.05 for a in alphas.values()), alphas
+
+
+def test_each_alpha_step_fits_a_fresh_minibatch_of_seeded_shuffled_dev_passes(ctx, monkeypatch):
+    # Fitting α on one dev minibatch every step overfits α to those rows. Each step must see
+    # the next batch of a shuffled pass over the dev split, a new shuffle drawn from the
+    # seeded generator g when a pass is used up.
+    import alphavil.core as core
+
+    seen = []
+    real = core.dev_loss
+
+    def spy(model, theta, deltas, alpha, dev, target, idx):
+        seen.append(idx.tolist())
+        return real(model, theta, deltas, alpha, dev, target, idx)
+
+    monkeypatch.setattr(core, "dev_loss", spy)
+    theta = trainable_state(ctx.model)
+    dev = ctx.split("dev", ctx.target)
+    n, batch = len(dev), 16
+    assert n == 48  # three batches a pass: 5 steps are one pass and two batches of the next
+    estimate_alpha(ctx.model, theta, [theta], dev, ctx.target, init=1.0, steps=5, lr=0.05,
+                   optimizer="adam", batch_size=batch, g=generator(0, "a"), where="test")
+    assert len(seen) == 5
+    assert sorted(sum(seen[:3], [])) == list(range(n))  # the first pass covers dev once
+    assert len({tuple(b) for b in seen}) == 5
+    g = generator(0, "a")
+    first, second = torch.randperm(n, generator=g), torch.randperm(n, generator=g)
+    expected = [first[i:i + batch].tolist() for i in range(0, n, batch)] + \
+        [second[i:i + batch].tolist() for i in range(0, 2 * batch, batch)]
+    assert seen == expected
 
 
 @pytest.mark.parametrize("rule,floor,expected", [

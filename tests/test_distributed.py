@@ -44,6 +44,7 @@ def test_not_distributed_by_default():
     assert distributed.shard(7) == slice(0, 7)
 
 
+@pytest.mark.integration  # two launcher processes per stage, each importing torch
 @pytest.mark.parametrize("launcher", sorted(LAUNCHERS))
 def test_two_gloo_processes_give_the_same_delta_and_baseline(workdir, launcher):
     # 97 examples: batches of 32 leave a last batch of 1, so one rank's share is empty

@@ -18,7 +18,8 @@ from alphavil import layout, pipeline
 from alphavil.artifacts import (ArtifactError, load_checkpoint, load_tensors, read_json,
                                 save_delta, save_tensors)
 from alphavil.config import ParamsError, load_params, validate
-from conftest import ROOT, fit_first_epoch_alpha, flip_a_tensor_byte, tiny_raw
+from conftest import (ROOT, committed_params_text, fit_first_epoch_alpha, flip_a_tensor_byte,
+                      tiny_raw)
 
 # --- params.yaml: kinds of mistakes test_config.py does not cover ----------------------
 
@@ -80,7 +81,7 @@ def test_bad_value_is_rejected_naming_key_and_expected_value(key, value, named):
 
 
 def test_duplicate_task_name_is_rejected_not_collapsed(tmp_path):
-    text = (ROOT / "params.yaml").read_text()
+    text = committed_params_text()
     text = text.replace("  right: {label: right, label_noise: 0.0}",
                         "  right: {label: right, label_noise: 0.0}\n"
                         "  left: {label: right, label_noise: 1.0}")
@@ -92,7 +93,7 @@ def test_duplicate_task_name_is_rejected_not_collapsed(tmp_path):
 
 
 def test_duplicate_section_is_rejected(tmp_path):
-    (tmp_path / "params.yaml").write_text((ROOT / "params.yaml").read_text()
+    (tmp_path / "params.yaml").write_text(committed_params_text()
                                           + "\ntrain:\n  lr: 0.5\n")
     with pytest.raises(ParamsError, match=r"train: expected each key once"):
         load_params(tmp_path / "params.yaml")

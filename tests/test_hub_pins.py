@@ -13,9 +13,10 @@ import yaml
 
 from alphavil.nlu.sources import SourceError
 from conftest import ROOT, tiny_raw
+from needs import needs_module
 
-datasets = pytest.importorskip("datasets")
-transformers = pytest.importorskip("transformers")
+datasets = needs_module("datasets")
+transformers = needs_module("transformers")
 
 
 @pytest.fixture

@@ -12,11 +12,12 @@ from alphavil import layout, pipeline
 from alphavil.artifacts import load_checkpoint, load_tensors
 from alphavil.config import ParamsError, validate
 from alphavil.data import _load_split_file
-from conftest import ROOT
+from conftest import committed_params_file
+from needs import needs_module
 from nlu_fixtures import make_tiny_encoder, nlu_raw, run_training_stages
 
-pytest.importorskip("transformers")
-pytest.importorskip("peft")
+needs_module("transformers")
+needs_module("peft")
 
 LORA = {"rank": 4, "alpha": 8.0, "dropout": 0.0, "targets": ["query", "value"]}
 META_VOCAB = 10
@@ -118,13 +119,13 @@ def test_lora_dropout_acts_in_training_only(encoder):
     assert not torch.equal(*outs[0.5])
 
 
-def test_unknown_target_module_is_a_one_line_error(encoder, capsys):
+def test_unknown_target_module_is_a_one_line_error(encoder, capsys, tmp_path):
     """A stage that builds the model stops with `error: model.lora.targets ...` and exit 2
     (cli.run), not a traceback."""
     from alphavil import cli
 
     with pytest.raises(SystemExit) as exit_:
-        cli.run(str(ROOT / "params.yaml"),  # valid params: the failure is the model's
+        cli.run(str(committed_params_file(tmp_path)),  # valid params: the model fails
                 lambda pipeline: build(encoder, lora={**LORA, "targets": ["no_such_module"]}))
     assert exit_.value.code == 2
     err = capsys.readouterr().err.strip()

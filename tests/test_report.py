@@ -178,6 +178,50 @@ def test_a_baseline_without_p_value_shows_n_a_and_leaves_holm_over_the_others():
     assert "| uniform | 1.00 | n/a | n/a | n/a | 3/3 |" in md
 
 
+# --- best-on-dev: per seed the epoch with the best target dev metric, its test metric ----
+
+
+def _set(records, method, seed, n, dev, test):
+    r = next(r for r in records if (r["method"], r["seed"], r["n"]) == (method, seed, n))
+    r["dev"]["acc"], r["test"]["acc"] = dev, test
+
+
+def test_best_on_dev_reports_the_test_metric_of_each_seeds_dev_peak_not_the_last_epoch():
+    params = _params()
+    records = _records()
+    # seed 0 peaks on dev at ep0, seed 1 at ep1 (the last), seed 2 at ep0 again; the base
+    # checkpoint's dev is higher than all of them but is no epoch of the method: not chosen
+    for s, (dev0, test0, dev1, test1) in enumerate([(0.80, 0.60, 0.70, 0.90),
+                                                     (0.70, 0.50, 0.75, 0.95),
+                                                     (0.90, 0.65, 0.85, 0.99)]):
+        _set(records, "uniform", s, 0, 0.99, 0.10)
+        _set(records, "uniform", s, 1, dev0, test0)
+        _set(records, "uniform", s, 2, dev1, test1)
+    e = summarise(params, records)["methods"]["uniform"]
+    chosen_test, chosen_dev = [0.60, 0.95, 0.65], [0.80, 0.75, 0.90]
+    assert e["best_dev"]["test"] == pytest.approx(np.mean(chosen_test))
+    assert e["best_dev"]["test_std"] == pytest.approx(np.std(chosen_test, ddof=1))
+    assert e["best_dev"]["dev"] == pytest.approx(np.mean(chosen_dev))
+    assert e["test"] == pytest.approx(np.mean([0.90, 0.95, 0.99]))  # final: the last epoch
+    md = markdown(summarise(params, records), params)
+    assert f"| {100 * np.mean(chosen_test):.2f} ± " in md.split("| uniform |")[1].split("\n")[0]
+
+
+def test_best_on_dev_breaks_a_tie_by_the_earliest_epoch():
+    # Equal dev scores (accuracies are multiples of 1/N, ties happen) go to the earliest
+    # epoch: it is the checkpoint early stopping on dev keeps, since dev gives no reason to
+    # train on; and the choice must not depend on the order the records were read in.
+    params = _params()
+    records = _records()
+    for s in SEEDS:
+        _set(records, "diw", s, 1, 0.8, 0.5 + 0.01 * s)
+        _set(records, "diw", s, 2, 0.8, 0.9)
+    for order in (records, records[::-1]):
+        e = summarise(params, order)["methods"]["diw"]
+        assert e["best_dev"]["test"] == pytest.approx(0.51)
+        assert e["best_dev"]["dev"] == pytest.approx(0.8)
+
+
 # --- α that was not estimated, merges that were refused ------------------------------------
 
 

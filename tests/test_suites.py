@@ -3,6 +3,7 @@ score against the tasks' roles (report)."""
 
 import hashlib
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -13,6 +14,7 @@ from alphavil.artifacts import load_tensors
 from alphavil.config import validate
 from alphavil.report import ranking_score, summarise
 from conftest import tiny_raw
+from needs import needs
 
 
 def _prepare(tmp_path, monkeypatch, name, tasks):
@@ -227,8 +229,8 @@ def test_fashion_inputs_missing_is_one_line_naming_the_task(tmp_path, monkeypatc
 def test_fashion_inputs_compose_clothing_items_for_all_splits(plain, tmp_path, monkeypatch):
     from alphavil.digits import FASHION_DIR, load_digits
 
-    if not (__import__("pathlib").Path(FASHION_DIR) / "train-images-idx3-ubyte.gz").is_file():
-        pytest.skip("dataset-fashion-mnist is not installed (make install-fashion)")
+    needs((Path(FASHION_DIR) / "train-images-idx3-ubyte.gz").is_file(),
+          "Debian's dataset-fashion-mnist", "make install-fashion")
     base, _ = plain
     got, meta = _prepare(tmp_path, monkeypatch, "f",
                          {"left": {"label": "left"}, "fa": {"label": "left", "inputs": "fashion",
