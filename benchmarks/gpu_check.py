@@ -5,7 +5,7 @@ command for a short slot on a shared GPU machine (about 6 of its 8 minutes on an
   startup    fresh-process probes: `import torch`, CUDA initialisation, what a stage
              imports, the first torch.optim optimizer (does it import the compiler stack?)
              and ours, torch.use_deterministic_algorithms and ours, transformers;
-  tiny       a tiny pipeline (tests/conftest.py tiny_raw, 2 epochs) through real `dvc
+  tiny       a tiny pipeline (testkit/params.py tiny_raw, 2 epochs) through real `dvc
              repro` with train.device set to the device, against the same stages run on
              the CPU in one process: α of every epoch and the final accuracies must agree
              within TOLERANCE; per stage, the process's start-up against its work;
@@ -42,11 +42,10 @@ from pathlib import Path
 
 import yaml
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT / "tests"))
-from dvcrepo import copy_pipeline  # noqa: E402  (what a throwaway repository holds)
+from benchmarks.run import _alternate
+from testkit.dvcrepo import copy_pipeline  # what a throwaway repository holds
 
-from benchmarks.run import _alternate  # noqa: E402
+ROOT = Path(__file__).resolve().parents[1]
 
 # CPU and GPU agree when every α differs by at most ALPHA and every final accuracy by at
 # most max(ACC, ACC_EXAMPLES test examples). fp32 on the GPU is IEEE fp32 (TF32 off,
@@ -88,9 +87,9 @@ def _deadline(left: float, box: float) -> float:
 
 
 def params_for(size: str, device: str, quick: bool) -> dict:
-    """tiny: tests/conftest.py's tiny_raw with a uniform baseline; default: params.yaml
+    """tiny: testkit/params.py's tiny_raw with a uniform baseline; default: params.yaml
     with one seed, its first epoch and the uniform baseline (what `make bench` times)."""
-    from conftest import repo_params, tiny_raw
+    from testkit.params import repo_params, tiny_raw
 
     if size == "tiny":
         raw = tiny_raw(baselines=["uniform"])

@@ -8,7 +8,7 @@ import sys
 
 import pytest
 
-from conftest import ROOT
+from testkit.params import ROOT
 
 
 @pytest.mark.integration

@@ -12,7 +12,7 @@ import pytest
 import yaml
 
 from alphavil.nlu.sources import SourceError
-from conftest import ROOT, tiny_raw
+from testkit.params import ROOT, tiny_raw
 
 datasets = pytest.importorskip("datasets")
 transformers = pytest.importorskip("transformers")

@@ -12,8 +12,8 @@ from alphavil import layout, pipeline
 from alphavil.artifacts import load_checkpoint, load_tensors
 from alphavil.config import ParamsError, validate
 from alphavil.data import _load_split_file
-from conftest import ROOT
-from nlu_fixtures import make_tiny_encoder, nlu_raw, run_training_stages
+from testkit.params import ROOT
+from testkit.nlu import make_tiny_encoder, nlu_raw, run_training_stages
 
 pytest.importorskip("transformers")
 pytest.importorskip("peft")

@@ -10,7 +10,7 @@ import yaml
 from alphavil import layout, pipeline
 from alphavil.artifacts import file_digest, load_checkpoint
 from alphavil.data import _load_split_file
-from nlu_fixtures import make_tiny_encoder, nlu_raw, run_training_stages
+from testkit.nlu import make_tiny_encoder, nlu_raw, run_training_stages
 
 pytest.importorskip("transformers")
 

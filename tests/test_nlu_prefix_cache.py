@@ -11,7 +11,7 @@ from alphavil import pipeline
 from alphavil.data import _load_split_file
 from alphavil.nlu import prefix_cache
 from alphavil.nlu.prefix_cache import cached_frozen_prefix
-from nlu_fixtures import make_tiny_encoder, nlu_raw, run_training_stages
+from testkit.nlu import make_tiny_encoder, nlu_raw, run_training_stages
 
 pytest.importorskip("transformers")
 

@@ -10,7 +10,7 @@ import pytest
 from alphavil.nlu import sources
 from alphavil.nlu.sources import SourceError, load_bbc_news, load_files, load_glue, load_snli
 from alphavil.nlu.sources import load_rotten_tomatoes, task_view
-from nlu_fixtures import write_bbc, write_rotten_tomatoes, write_snli
+from testkit.nlu import write_bbc, write_rotten_tomatoes, write_snli
 
 pytest.importorskip("datasets")
 
