@@ -10,7 +10,8 @@ import pytest
 from alphavil.nlu import sources
 from alphavil.nlu.sources import SourceError, load_bbc_news, load_files, load_glue, load_snli
 from alphavil.nlu.sources import load_rotten_tomatoes, task_view
-from testkit.nlu import write_bbc, write_rotten_tomatoes, write_snli
+from testkit.nlu import (offline_sources_available, write_bbc, write_rotten_tomatoes,
+                         write_snli)
 
 pytest.importorskip("datasets")
 
@@ -138,7 +139,7 @@ def test_glue_unreachable_says_which_task(tmp_path, monkeypatch):
 
 # --- the real offline sources (make install-nlu) ---------------------------------------
 
-_have = sources.offline_sources_available()
+_have = offline_sources_available()
 
 
 @pytest.mark.skipif(not _have["snli"], reason="SNLI not unpacked (make install-nlu)")
