@@ -14,7 +14,6 @@ import hashlib
 import json
 import math
 import os
-import signal
 import tempfile
 from contextlib import contextmanager
 from pathlib import Path
@@ -44,21 +43,10 @@ def atomic_path(path: str | Path) -> Iterator[Path]:
     os.close(fd)
     try:
         yield Path(tmp)
-        _kill_hook(path, Path(tmp))
         os.replace(tmp, path)
     finally:
         if os.path.exists(tmp):
             os.unlink(tmp)
-
-
-def _kill_hook(path: Path, tmp: Path) -> None:
-    """tests/test_resume.py: ALPHAVIL_KILL_WRITING=<part of a path> makes the process
-    SIGKILL itself while writing that artifact (temp file half written, not renamed),
-    the state a `kill -9` leaves behind."""
-    target = os.environ.get("ALPHAVIL_KILL_WRITING")
-    if target and target in path.as_posix():
-        os.truncate(tmp, tmp.stat().st_size // 2)
-        os.kill(os.getpid(), signal.SIGKILL)
 
 
 def write_json(path: str | Path, obj: object) -> None:

@@ -58,7 +58,6 @@ ON_DIVERGENCE = ("stop", "mark")
 INT64_MAX = 2**63 - 1
 SEED_MAX = 2**64 - 1  # torch.manual_seed's upper limit
 
-_EPOCH_ID = re.compile(r"^ep\d+$")
 _NAME = re.compile(r"^[A-Za-z][A-Za-z0-9_]*$")
 
 

@@ -8,8 +8,9 @@ from pathlib import Path
 import torch
 
 from . import distributed, layout
-from .artifacts import (ArtifactError, check_compatible, check_task_values, checkpoint_digest,
-                        field_error, is_number, load_checkpoint, load_delta, read_json,
+from .artifact_checks import (check_reported_state, check_weights, delta_paths,
+                              diverged_epoch, read_alpha_record)
+from .artifacts import (check_compatible, checkpoint_digest, load_checkpoint, load_delta,
                         save_checkpoint, save_delta, write_json)
 from .config import Params, ParamsError, check_data_source, load_params
 from .context import RunContext
@@ -138,33 +139,13 @@ def finetune(seed: int, epoch_id: str, task: str, cli_overrides: dict,
                base_digest=digest, examples=stats.examples)
 
 
-def check_weights(state: dict, params: Params, folder: Path) -> None:
-    """The task weights an epoch starts from, as the previous merge wrote them."""
-    where = folder / "state.json"
-    weights = check_task_values(where, "weights", state.get("weights"), list(params.tasks))
-    mode = params.section("alphavil").get("weight_mode", "step")
-    for t, w in weights.items():
-        if mode == "step" and w < 0:
-            raise ArtifactError(f"{where}: weight of task {t!r} is {w} < 0, which "
-                                "alphavil.weight_mode 'step' cannot use as a step size "
-                                "(alphavil.weight_floor must be >= 0 in that mode)")
-
-
-def _delta_paths(params: Params, seed: int, epoch_id: str) -> dict[str, Path]:
-    paths = {t: layout.delta_path(seed, epoch_id, t) for t in params.tasks}
-    missing = [str(p) for p in paths.values() if not p.is_file()]
-    if missing:
-        raise ArtifactError(f"missing deltas {missing}: run the epoch's finetune stages first")
-    return paths
-
-
 def estimate_alpha(seed: int, epoch_id: str, cli_overrides: dict,
                    params_path: str | Path = "params.yaml") -> None:
     params, epoch, ctx, theta, state, digest = _epoch_stage(seed, epoch_id, cli_overrides,
                                                             params_path)
     deltas = {t: move(load_delta(p, theta, digest, task=t, epoch=epoch_id)[0],
                       ctx.compute.device)
-              for t, p in _delta_paths(params, seed, epoch_id).items()}
+              for t, p in delta_paths(params, seed, epoch_id).items()}
     alphas, trace = AlphaVIL(ctx).estimate(epoch, theta, deltas, state)
     say(f"estimate_alpha s{seed} {epoch_id}: α = "
         + ", ".join(f"{t} {a:.3f}" if a is not None else f"{t} not estimated (weight 0)"
@@ -188,7 +169,7 @@ def merge(seed: int, epoch_id: str, cli_overrides: dict,
                                list(params.tasks))
     alphas = record["alpha"]  # null: not estimated, the task took no step this epoch
     method = AlphaVIL(ctx)
-    paths = _delta_paths(params, seed, epoch_id)
+    paths = delta_paths(params, seed, epoch_id)
     accepted = merge_accepted(record)
     if not accepted:
         g = record["guard"]
@@ -207,27 +188,6 @@ def merge(seed: int, epoch_id: str, cli_overrides: dict,
     save_checkpoint(layout.checkpoint_dir("alphavil", seed, epoch_id), merged,
                     {"epoch": epoch_id, "n": epoch.n, "method": "alphavil", "seed": seed,
                      **new_state})
-
-
-def read_alpha_record(path: Path, epoch_id: str, digest: str, tasks: list[str]) -> dict:
-    """The α file estimate_alpha wrote for this epoch from this θ, checked entry by entry."""
-    record = read_json(path)
-    if record.get("epoch") != epoch_id:
-        raise field_error(path, "epoch", repr(epoch_id), record.get("epoch"))
-    if record.get("base") != digest:
-        raise ArtifactError(f"{path}: α was fitted on checkpoint {record.get('base')}, "
-                            f"not {digest}; re-run estimate_alpha")
-    check_task_values(path, "alpha", record.get("alpha"), tasks, nullable=True)
-    guard = record.get("guard", {})
-    if not isinstance(guard, dict):
-        raise field_error(path, "guard", "an object", guard)
-    if guard:
-        if not isinstance(guard.get("accepted"), bool):
-            raise field_error(path, "guard.accepted", "true or false", guard.get("accepted"))
-        for key in ("dev_loss_fitted", "dev_loss_theta"):
-            if not is_number(guard.get(key)):
-                raise field_error(path, f"guard.{key}", "a number", guard.get(key))
-    return record
 
 
 # --- baselines: one stage per (method, seed) ------------------------------------------
@@ -273,28 +233,6 @@ def train_method(method_name: str, seed: int, params_path: str | Path = "params.
 
 # --- evaluate -------------------------------------------------------------------------
 
-def _check_reported_state(state: dict, params: Params, folder: Path, epoch_id: str) -> None:
-    """What the report reads from an αVIL checkpoint's state: w (and α) per task and
-    whether the guard refused the merge."""
-    check_weights(state, params, folder)
-    if epoch_id != "base":
-        check_task_values(folder / "state.json", "alpha", state.get("alpha"),
-                          list(params.tasks), nullable=True)
-    if not isinstance(state.get("merge_rejected", False), bool):
-        raise field_error(folder / "state.json", "merge_rejected", "true or false",
-                          state["merge_rejected"])
-
-
-def _diverged_epoch(state: dict, folder: Path) -> str | None:
-    """The epoch id where a baseline diverged (train.on_divergence: mark), or None."""
-    d = state.get("diverged")
-    if d is None:
-        return None
-    if not isinstance(d, dict) or not isinstance(d.get("epoch"), str):
-        raise field_error(folder / "state.json", "diverged", "{epoch: <epoch id>, error: ...}", d)
-    return d["epoch"]
-
-
 def evaluate(params_path: str | Path = "params.yaml") -> None:
     from .nlu.prefix_cache import cached_frozen_prefix
     from .report import write_reports
@@ -328,8 +266,8 @@ def evaluate(params_path: str | Path = "params.yaml") -> None:
                         check_compatible(str(folder), theta, trainable_state(ctx.model),
                                          subset=False)
                         if method_name == "alphavil":
-                            _check_reported_state(state, params, folder, ep_id)
-                        diverged = _diverged_epoch(state, folder)
+                            check_reported_state(state, params, folder, ep_id)
+                        diverged = diverged_epoch(state, folder)
                         load_trainable(ctx.model, theta)
                         by_folder[folder] = {
                             "dev": eval_split(ctx.model, dev, ctx.target),

@@ -72,10 +72,6 @@ class PassStats:
     loss_sum: float = 0.0
     losses: list[float] = field(default_factory=list)
 
-    @property
-    def mean_loss(self) -> float:
-        return self.loss_sum / max(1, self.steps)
-
 
 # Steps between loss checks on an accelerator. Reading a loss value waits until the
 # device has computed it, which every step would leave the GPU idle while Python queues

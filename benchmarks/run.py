@@ -33,11 +33,11 @@ from pathlib import Path
 
 import yaml
 
-ROOT = Path(__file__).resolve().parents[1]
 # the integration tests' throwaway git + DVC repository: one place that copies the
 # project into a temp folder and initialises it
-sys.path.insert(0, str(ROOT / "tests"))
-from dvcrepo import DvcRepo  # noqa: E402
+from testkit.dvcrepo import DvcRepo
+
+ROOT = Path(__file__).resolve().parents[1]
 # Lighter α budgets (steps × batch, lr) whose accuracy docs/performance.md reports from
 # `dvc exp run`: the epoch ratio of each shows what meeting its target would take.
 LIGHT_ALPHA = [dict(steps=10, batch_size=64, lr=0.1), dict(steps=5, batch_size=128, lr=0.2),

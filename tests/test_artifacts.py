@@ -11,7 +11,7 @@ from safetensors.torch import save_file
 
 from alphavil.artifacts import (ArtifactError, load_checkpoint, load_tensors, read_json,
                                 save_checkpoint, save_tensors, tensor_digest)
-from conftest import flip_a_tensor_byte
+from testkit.artifacts import flip_a_tensor_byte
 
 SAVE = """
 import sys, torch

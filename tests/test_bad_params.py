@@ -13,7 +13,7 @@ from dataclasses import dataclass
 import pytest
 import yaml
 
-from conftest import ROOT, committed_params_text
+from testkit.params import ROOT, committed_params_text
 from needs import needs_module
 
 STAGES = [  # every stage script validates params.yaml first; the cases take turns
@@ -199,7 +199,7 @@ def _run_stage(folder, script, *args):
 
 
 def test_unknown_method_argument_is_one_line(tmp_path):
-    from conftest import tiny_raw
+    from testkit.params import tiny_raw
 
     (tmp_path / "params.yaml").write_text(yaml.safe_dump(tiny_raw()))
     line = _run_stage(tmp_path, "train_method.py", "--method", "mgda", "--seed", "0")
@@ -209,7 +209,7 @@ def test_unknown_method_argument_is_one_line(tmp_path):
 
 def test_missing_nlu_text_source_is_one_line(tmp_path):
     needs_module("transformers")
-    from nlu_fixtures import make_tiny_encoder, nlu_raw
+    from testkit.nlu import make_tiny_encoder, nlu_raw
 
     raw = nlu_raw(tmp_path, make_tiny_encoder(tmp_path / "enc"))
     raw["tasks"]["sentiment"]["path"] = str(tmp_path / "absent.csv.bz2")

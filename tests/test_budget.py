@@ -12,7 +12,7 @@ from alphavil.context import RunContext
 from alphavil.methods import get_method
 from alphavil.models import trainable_state
 
-from conftest import tiny_raw
+from testkit.params import tiny_raw
 
 BASELINES = ["single_task", "uniform", "diw", "forkmerge", "gcs"]
 

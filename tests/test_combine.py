@@ -10,7 +10,7 @@ from alphavil.core import _full_dev_loss, combine_scale
 from alphavil.methods.alphavil import AlphaVIL
 from alphavil.models import trainable_state
 
-from conftest import tiny_raw
+from testkit.params import tiny_raw
 
 
 def _epoch(workdir, combine, steps=3):

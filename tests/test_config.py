@@ -7,7 +7,7 @@ import yaml
 
 from alphavil.config import ParamsError, load_params, validate
 from alphavil.schedule import epoch_block, rewrite
-from conftest import ROOT, committed_params_file, committed_params_text, repo_params, tiny_raw
+from testkit.params import ROOT, committed_params_file, committed_params_text, repo_params, tiny_raw
 
 
 @pytest.mark.parametrize("config", sorted((ROOT / "configs").glob("*.yaml")),

@@ -9,7 +9,7 @@ from alphavil.data import load_task_split
 from alphavil.digits import DigitSourceError, load_digits
 from alphavil.multimnist import build, compose, split_pools
 from alphavil.tasks import make_labels
-from conftest import tiny_raw
+from testkit.params import tiny_raw
 
 
 @pytest.fixture(scope="module")

@@ -17,7 +17,7 @@ from alphavil.config import ParamsError, load_params, validate
 from alphavil.context import RunContext
 from alphavil.models import load_trainable, trainable_state
 from alphavil.training import make_optimizer, task_batches, train_pass
-from conftest import ROOT, tiny_raw
+from testkit.params import ROOT, tiny_raw
 
 cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
 

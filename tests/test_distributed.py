@@ -11,7 +11,7 @@ import torch
 
 from alphavil import distributed, layout, pipeline
 from alphavil.artifacts import load_checkpoint, load_tensors
-from conftest import ROOT
+from testkit.params import ROOT
 
 
 LAUNCHERS = {

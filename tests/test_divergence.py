@@ -12,7 +12,7 @@ from alphavil.artifacts import load_checkpoint
 from alphavil.config import ParamsError, load_params, validate
 from alphavil.report import markdown, summarise
 
-from conftest import tiny_raw
+from testkit.params import tiny_raw
 
 # ep1 at an lr that overflows the tiny CNN within a few Adam steps; ep0 trains normally
 DIVERGING_EP1 = {"epochs": [{"id": "ep0", "prev": "base", "n": 1, "overrides": {}},

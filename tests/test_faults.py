@@ -18,8 +18,8 @@ from alphavil import layout, pipeline
 from alphavil.artifacts import (ArtifactError, load_checkpoint, load_tensors, read_json,
                                 save_delta, save_tensors)
 from alphavil.config import ParamsError, load_params, validate
-from conftest import (ROOT, committed_params_text, fit_first_epoch_alpha, flip_a_tensor_byte,
-                      tiny_raw)
+from testkit.artifacts import fit_first_epoch_alpha, flip_a_tensor_byte
+from testkit.params import ROOT, committed_params_text, tiny_raw
 
 # --- params.yaml: kinds of mistakes test_config.py does not cover ----------------------
 

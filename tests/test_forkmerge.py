@@ -11,7 +11,7 @@ from alphavil.methods import get_method
 from alphavil.methods.forkmerge import pick_lambda
 from alphavil.models import load_trainable, trainable_state
 
-from conftest import tiny_raw
+from testkit.params import tiny_raw
 
 
 def _ctx(workdir, **sections):

@@ -12,7 +12,7 @@ from alphavil.methods.gcs import GCS, cosine, gate
 from alphavil.models import trainable_state
 from alphavil.training import task_loss
 
-from conftest import tiny_raw
+from testkit.params import tiny_raw
 
 
 def _ctx(workdir, **sections):

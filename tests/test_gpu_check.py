@@ -8,7 +8,7 @@ import sys
 
 import pytest
 
-from conftest import ROOT
+from testkit.params import ROOT
 
 
 @pytest.mark.integration
@@ -37,7 +37,7 @@ def test_tiny_pipeline_part_on_the_cpu(tmp_path):
 
 
 def test_compute_part_on_the_cpu(workdir):
-    from benchmarks import gpu_check
+    from benchmarks.gpu_probes import compute
     from alphavil.config import load_params
     from alphavil.context import RunContext
     from alphavil.device import CPU
@@ -48,14 +48,14 @@ def test_compute_part_on_the_cpu(workdir):
     params = load_params("params.yaml")
     ctx = RunContext.build(params, 0)
     no_sync = lambda: None  # noqa: E731
-    tp = gpu_check.throughput(ctx, no_sync, quick=True)["32"]
+    tp = compute.throughput(ctx, no_sync, quick=True)["32"]
     assert set(tp["vs_bare"]) == {"train_pass", "train_pass + step log",
                                   "train_pass, loss read every step"}
     assert all(v > 0 for v in tp["steps_per_s"].values())
-    det = gpu_check.determinism(ctx, no_sync, quick=True)
+    det = compute.determinism(ctx, no_sync, quick=True)
     assert det["finetune_repeats_bitwise"] == {"on": True, "off": True}
-    pr = gpu_check.precision(ctx, no_sync, quick=True)
+    pr = compute.precision(ctx, no_sync, quick=True)
     assert set(pr["fp32"]["alpha"]) == {"left", "right"} and pr["alpha_max_abs_diff"] < 0.1
     assert ctx.model.autocast_dtype is None  # put back as the run context placed it
-    ev = gpu_check.epoch_vs_cpu(ctx, params, no_sync, CPU)
+    ev = compute.epoch_vs_cpu(ctx, params, no_sync, CPU)
     assert ev["device_seconds"] > 0 and ev["cpu_seconds"] > 0

@@ -8,7 +8,7 @@ from alphavil.artifacts import load_checkpoint, load_tensors, read_json, write_j
 from alphavil.config import load_params
 from alphavil.context import RunContext
 from alphavil.training import evaluate
-from conftest import fit_first_epoch_alpha
+from testkit.artifacts import fit_first_epoch_alpha
 
 
 def _epoch0(workdir, guard, **alpha):

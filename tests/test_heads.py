@@ -11,7 +11,7 @@ from alphavil.methods import get_method
 from alphavil.models import build_model, trainable_state
 from alphavil.seeding import generator
 
-from conftest import tiny_raw
+from testkit.params import tiny_raw
 from test_gcs import Mirror, _run
 
 # `again` reads the target's classes on the same images; `right` another label kind

@@ -12,7 +12,7 @@ import pytest
 import yaml
 
 from alphavil.nlu.sources import SourceError
-from conftest import ROOT, tiny_raw
+from testkit.params import ROOT, tiny_raw
 from needs import needs_module
 
 datasets = needs_module("datasets")

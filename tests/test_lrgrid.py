@@ -13,8 +13,8 @@ from scipy import stats
 
 from alphavil import lrgrid
 from alphavil.config import ParamsError
-from conftest import tiny_raw
-from dvcrepo import DvcRepo
+from testkit.params import tiny_raw
+from testkit.dvcrepo import DvcRepo
 
 METHODS = ["alphavil", "single_task", "uniform"]
 

@@ -12,9 +12,9 @@ from alphavil import layout, pipeline
 from alphavil.artifacts import load_checkpoint, load_tensors
 from alphavil.config import ParamsError, validate
 from alphavil.data import _load_split_file
-from conftest import committed_params_file
+from testkit.params import committed_params_file
 from needs import needs_module
-from nlu_fixtures import make_tiny_encoder, nlu_raw, run_training_stages
+from testkit.nlu import make_tiny_encoder, nlu_raw, run_training_stages
 
 needs_module("transformers")
 needs_module("peft")

@@ -11,7 +11,7 @@ from alphavil import layout, pipeline
 from alphavil.artifacts import file_digest, load_checkpoint
 from alphavil.data import _load_split_file
 from needs import needs_module, requires
-from nlu_fixtures import make_tiny_encoder, nlu_raw, run_training_stages
+from testkit.nlu import make_tiny_encoder, nlu_raw, run_training_stages
 
 needs_module("transformers")
 

@@ -12,7 +12,7 @@ from alphavil.data import _load_split_file
 from alphavil.nlu import prefix_cache
 from alphavil.nlu.prefix_cache import cached_frozen_prefix
 from needs import needs_module
-from nlu_fixtures import make_tiny_encoder, nlu_raw, run_training_stages
+from testkit.nlu import make_tiny_encoder, nlu_raw, run_training_stages
 
 needs_module("transformers")
 

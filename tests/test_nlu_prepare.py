@@ -13,7 +13,7 @@ from alphavil.data import _load_split_file, load_task_split
 from alphavil.nlu.prepare import select_examples
 from alphavil.nlu.sources import SourceError
 from needs import needs_module
-from nlu_fixtures import make_tiny_encoder, nlu_raw
+from testkit.nlu import make_tiny_encoder, nlu_raw
 
 needs_module("transformers")
 
@@ -125,7 +125,7 @@ def test_glue_and_files_tasks_are_checked(tmp_path, encoder):
 
 
 def test_shipped_nlu_config_is_valid():
-    from conftest import ROOT, repo_params
+    from testkit.params import ROOT, repo_params
 
     raw = copy.deepcopy(repo_params())
     raw.update(yaml.safe_load((ROOT / "configs/nlu.yaml").read_text()))  # overlay semantics
@@ -135,7 +135,7 @@ def test_shipped_nlu_config_is_valid():
 
 @pytest.mark.integration
 def test_tokenised_data_is_a_dvc_output_only_data_changes_recreate(tmp_path, encoder):
-    from dvcrepo import DvcRepo
+    from testkit.dvcrepo import DvcRepo
 
     (tmp_path / "src").mkdir()
     (tmp_path / "repo").mkdir()

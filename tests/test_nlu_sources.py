@@ -11,7 +11,8 @@ from alphavil.nlu import sources
 from alphavil.nlu.sources import SourceError, load_bbc_news, load_files, load_glue, load_snli
 from alphavil.nlu.sources import load_rotten_tomatoes, task_view
 from needs import needs_module, requires
-from nlu_fixtures import write_bbc, write_rotten_tomatoes, write_snli
+from testkit.nlu import (offline_sources_available, write_bbc, write_rotten_tomatoes,
+                         write_snli)
 
 needs_module("datasets")
 
@@ -139,7 +140,7 @@ def test_glue_unreachable_says_which_task(tmp_path, monkeypatch):
 
 # --- the real offline sources (make install-nlu) ---------------------------------------
 
-_have = sources.offline_sources_available()
+_have = offline_sources_available()
 
 
 @requires(_have["snli"], "SNLI unpacked in data/external", "make install-nlu")

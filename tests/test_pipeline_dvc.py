@@ -7,8 +7,8 @@ import math
 import pytest
 import yaml
 
-from conftest import tiny_raw
-from dvcrepo import DvcRepo
+from testkit.params import tiny_raw
+from testkit.dvcrepo import DvcRepo
 
 pytestmark = pytest.mark.integration
 

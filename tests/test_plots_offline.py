@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import ROOT
+from testkit.params import ROOT
 from needs import requires
 
 VENDORED = ["vega.min.js", "vega-lite.min.js", "vega-embed.min.js"]

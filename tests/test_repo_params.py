@@ -1,4 +1,4 @@
-"""conftest.committed_params_text: the tests read the committed params.yaml, not what a study
+"""testkit.params.committed_params_text: the tests read the committed params.yaml, not what a study
 (`make run-nlu`, `python -m alphavil.study`) left in the working tree."""
 
 import subprocess
@@ -7,7 +7,7 @@ import pytest
 import yaml
 
 from alphavil.study import HEADER
-from conftest import ROOT, STUDY_HEADER, committed_params_text, repo_params
+from testkit.params import ROOT, STUDY_HEADER, committed_params_text, repo_params
 
 DEFAULT = "seeds: [0]\ntarget: left\n"
 STUDY = HEADER.format(config="configs/nlu.yaml") + "seeds: [7]\ntarget: nli\n"

@@ -15,7 +15,7 @@ from alphavil.config import validate
 from alphavil.report import (ALPHA_CSV, REFUSED_LABEL, curves, curves_figure, data_range, holm,
                              markdown, paired_comparison, summarise, task_labels, weight_rows,
                              weights_figure, write_reports)
-from conftest import ROOT, tiny_raw
+from testkit.params import ROOT, tiny_raw
 
 # --- the paired comparison ---------------------------------------------------------------
 

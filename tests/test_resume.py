@@ -4,15 +4,19 @@ uninterrupted run; the cache shared through a DVC remote lets a fresh clone's
 `dvc repro --pull` reuse every cached stage and leaves `dvc status` clean.
 docs/scale-out.md describes the same recipe with S3/SSH remotes."""
 
+import os
 import re
 import subprocess
+from pathlib import Path
 
 import pytest
 
-from conftest import tiny_raw
-from dvcrepo import DvcRepo
+from testkit.params import tiny_raw
+from testkit.dvcrepo import DvcRepo
 
 pytestmark = pytest.mark.integration
+
+KILLHOOK = Path(__file__).parent / "killhook"
 
 ALL_STAGES = {"prepare", "train_base@0", "train_method@uniform-0", "evaluate",
               *(f"{kind}@0-{ep}" for kind in ("estimate_alpha", "merge") for ep in ("ep0", "ep1")),
@@ -24,7 +28,10 @@ def _params():
 
 
 def _repro_killed_at(repo: DvcRepo, target: str) -> set[str]:
-    env = {**repo.env, "ALPHAVIL_KILL_WRITING": target}
+    """`dvc repro` whose stage SIGKILLs itself between writing `target`'s temp file and
+    renaming it into place (killhook/sitecustomize.py, loaded through PYTHONPATH)."""
+    env = {**repo.env, "ALPHAVIL_KILL_WRITING": target,
+           "PYTHONPATH": os.pathsep.join([repo.env["PYTHONPATH"], str(KILLHOOK)])}
     proc = subprocess.run(["python", "-m", "dvc", "repro"], cwd=repo.path, env=env,
                           capture_output=True, text=True)
     assert proc.returncode != 0, "the stage was not killed"

@@ -15,8 +15,8 @@ import yaml
 
 from alphavil import safety
 from alphavil.config import ParamsError
-from conftest import ROOT, tiny_raw
-from dvcrepo import DvcRepo
+from testkit.params import ROOT, tiny_raw
+from testkit.dvcrepo import DvcRepo
 
 
 def attacks(marker: Path) -> dict[str, tuple[str, object, str]]:

@@ -24,7 +24,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from conftest import ROOT, tiny_raw
+from testkit.params import ROOT, tiny_raw
 
 pytestmark = pytest.mark.integration
 

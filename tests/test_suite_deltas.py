@@ -12,7 +12,7 @@ from alphavil.models import load_trainable
 from alphavil.training import evaluate, task_loss
 from benchmarks.suite_deltas import measure
 
-from conftest import fit_first_epoch_alpha
+from testkit.artifacts import fit_first_epoch_alpha
 
 
 def test_delta_diagnosis_matches_a_direct_computation(workdir):

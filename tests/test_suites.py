@@ -13,7 +13,7 @@ import yaml
 from alphavil.artifacts import load_tensors
 from alphavil.config import validate
 from alphavil.report import ranking_score, summarise
-from conftest import tiny_raw
+from testkit.params import tiny_raw
 from needs import needs
 
 

@@ -5,8 +5,8 @@ import math
 
 import pytest
 
-from conftest import tiny_raw
-from dvcrepo import DvcRepo
+from testkit.params import tiny_raw
+from testkit.dvcrepo import DvcRepo
 
 pytestmark = pytest.mark.integration
 

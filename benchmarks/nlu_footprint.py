@@ -1,6 +1,6 @@
 """Measure what the NLU delta choices cost and change (the numbers in docs/nlu.md).
 
-  python -m alphavil.nlu.footprint [--params params.yaml] [--seed 0] [--skip-effect]
+  python -m benchmarks.nlu_footprint [--params params.yaml] [--seed 0] [--skip-effect]
 
 1. Bytes: for each trainable set (all weights / word embeddings frozen / top
    model.train_layers layers / with model.lora set, its adapters in those layers and in
@@ -22,14 +22,14 @@ from pathlib import Path
 
 import torch
 
-from .. import layout
-from ..artifacts import load_checkpoint, save_delta
-from ..config import load_params
-from ..context import RunContext
-from ..core import estimate_alpha, finetune_task, merge
-from ..models import build_model, load_trainable
-from ..seeding import generator, set_determinism
-from ..training import evaluate
+from alphavil import layout
+from alphavil.artifacts import load_checkpoint, save_delta
+from alphavil.config import load_params
+from alphavil.context import RunContext
+from alphavil.core import estimate_alpha, finetune_task, merge
+from alphavil.models import build_model, load_trainable
+from alphavil.seeding import generator, set_determinism
+from alphavil.training import evaluate
 
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16}
 
