@@ -172,7 +172,7 @@ def summarise(params: Params, records: list[dict], metric: str | None = None) ->
                     entry[f"ranking_{by}"] = mean_estimated(per_seed)[0]
                     entry[f"ranking_{by}_per_seed"] = dict(zip(map(str, params.seeds), per_seed))
             entry["by_epoch"] = _by_epoch(params, by_run, roles)
-            if params.section("alpha").get("guard", False):
+            if params.alpha.guard:
                 refused = [f"s{r['seed']} {r['epoch']}" for seed in params.seeds
                            for r in by_run[(method, seed)] if r.get("merge_rejected")]
                 entry["merges_rejected"] = len(refused)
@@ -414,13 +414,11 @@ def weight_rows(params: Params, records: list[dict]) -> dict[str, list[list]]:
 def task_labels(params: Params) -> dict[str, str]:
     """Legend names: the target marked, and a task's ground-truth class where params gives
     one (`tasks.<name>.role`, e.g. helpful, unrelated, harmful)."""
-    raw = params.raw.get("tasks") or {}
     labels = {}
-    for t in params.tasks:
+    for t, spec in params.tasks.items():
         marks = ["target"] if t == params.target else []
-        spec = raw.get(t)
-        if isinstance(spec, dict) and spec.get("role") is not None:
-            marks.append(str(spec["role"]))
+        if spec.role is not None:
+            marks.append(spec.role)
         labels[t] = f"{t} ({', '.join(marks)})" if marks else t
     return labels
 

@@ -31,6 +31,18 @@ def tiny_raw(**sections) -> dict:
     return raw
 
 
+def changed(params, **sections):
+    """Validated `params` with some keys changed (a section's knobs, or a whole key), as
+    a params.yaml saying so would give."""
+    from alphavil.config import validate
+
+    raw = params.dump()
+    for key, value in sections.items():
+        raw[key] = {**raw[key], **value} if isinstance(value, dict) and isinstance(
+            raw.get(key), dict) and key != "tasks" else value
+    return validate(raw)
+
+
 def fit_first_epoch_alpha(seed: int = 0) -> None:
     """In the current workdir: θ_0, each task's ep0 fine-tune, then ep0's α (no merge)."""
     from alphavil import pipeline

@@ -151,7 +151,7 @@ def test_alpha_estimation_lowers_target_dev_loss(ctx):
     deltas = {t: method.finetune(epoch, theta, state, t)[0] for t in ctx.tasks}
     alphas, trace = method.estimate(epoch, theta, deltas, state)
     assert set(alphas) == set(ctx.tasks)
-    assert len(trace["step_losses"]) == ctx.params.section("alpha")["steps"]
+    assert len(trace["step_losses"]) == ctx.params.alpha.steps
     params = combine(theta, list(deltas.values()), torch.tensor([alphas[t] for t in deltas]))
     dev = ctx.split("dev", ctx.target)
     assert evaluate(ctx.model, dev, ctx.target, params=params)["loss"] < trace["dev_loss_at_init"]
@@ -233,7 +233,7 @@ def test_guard_off_writes_no_guard_entry(ctx):
 
 def _delta_at(ctx, weight, optimizer, mode, lr):
     """δ of the same fine-tune (same θ_0, same batches) at task weight `weight`."""
-    theta = trainable_state(build_model(ctx.params.section("model"), {"left": 10, "right": 10},
+    theta = trainable_state(build_model(ctx.params.model, {"left": 10, "right": 10},
                                         ctx.meta, seed=0))
     delta, _ = finetune_task(ctx.model, theta, ctx.split("train", "left"), "left",
                              weight=weight, ratio=1.0, batch_size=16, optimizer=optimizer,
