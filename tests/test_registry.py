@@ -5,7 +5,7 @@ import pytest
 import torch
 
 from alphavil import core, device, optim, registry
-from alphavil.config import validate
+from alphavil.config import BY_SETTING, validate
 from alphavil.config.nlu import SOURCE_TASKS
 from alphavil.models import MultiTaskModel
 from alphavil.nlu.sources import LOADERS
@@ -34,6 +34,7 @@ def test_each_setting_builds_its_model_kind(tmp_path):
     from nlu_fixtures import make_tiny_encoder, nlu_raw
 
     assert set(registry.SETTINGS.values()) == set(registry.MODEL_KINDS)
+    assert set(BY_SETTING) == set(registry.SETTINGS)
     encoder = make_tiny_encoder(tmp_path / "enc")
     by_setting = {"vision": validate(tiny_raw()), "nlu": validate(nlu_raw(tmp_path, encoder))}
     meta = {"vision": {"setting": "vision", "image_size": 28},

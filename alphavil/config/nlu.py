@@ -17,7 +17,7 @@ from .schema import Fraction, Int, Number, Params, Positive, Seed, Section, Task
 
 KIND = registry.SETTINGS["nlu"]
 ENCODER = "an encoder name: shipped, a folder or a hub name"
-Path = Annotated[str, Field(min_length=1, description="a path (string)")]
+PathText = Annotated[str, Field(min_length=1, description="a path (string)")]
 Revision = Annotated[str, Field(min_length=1, description="a hub revision (string)")]
 
 
@@ -40,13 +40,13 @@ class NLUTask(TaskSpec):
 def _source_task(source: str) -> type[NLUTask]:
     """A source with named label views (snli, rotten_tomatoes, bbc_news)."""
     return create_model(f"{source}_task", __base__=NLUTask, source=(Literal[source], ...),
-                        view=(Literal[tuple(VIEWS[source])], ...), path=(Path | None, None))
+                        view=(Literal[tuple(VIEWS[source])], ...), path=(PathText | None, None))
 
 
 class GlueTask(NLUTask):
     source: Literal["glue"]
     name: Literal[tuple(GLUE_TASKS)]  # the GLUE task: its columns, labels and metric
-    path: Path | None = None  # a local copy laid out like the hub repository
+    path: PathText | None = None  # a local copy laid out like the hub repository
     revision: Revision | None = None
 
     @property
