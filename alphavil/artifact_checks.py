@@ -11,18 +11,18 @@ from pathlib import Path
 from . import layout
 from .artifacts import ArtifactError, check_task_values, field_error, is_number, read_json
 from .config import Params
+from .core import weight_scaling
 
 
 def check_weights(state: dict, params: Params, folder: Path) -> None:
     """The task weights an epoch starts from, as the previous merge wrote them."""
     where = folder / "state.json"
     weights = check_task_values(where, "weights", state.get("weights"), list(params.tasks))
-    mode = params.section("alphavil").get("weight_mode", "step")
     for t, w in weights.items():
-        if mode == "step" and w < 0:
-            raise ArtifactError(f"{where}: weight of task {t!r} is {w} < 0, which "
-                                "alphavil.weight_mode 'step' cannot use as a step size "
-                                "(alphavil.weight_floor must be >= 0 in that mode)")
+        try:  # the weight rule of the fine-tunes this epoch will run
+            weight_scaling(w, 1.0, params.alphavil.weight_mode)
+        except ValueError as err:
+            raise ArtifactError(f"{where}: weight of task {t!r}: {err}") from None
 
 
 def delta_paths(params: Params, seed: int, epoch_id: str) -> dict[str, Path]:

@@ -7,7 +7,7 @@ import sys
 from types import ModuleType
 from typing import Callable
 
-from .config import EPOCH_OVERRIDE_KEYS, ParamsError, load_params
+from .config import EPOCH_OVERRIDE_KEYS, Params, ParamsError, load_params
 from .digits import DigitSourceError
 from .nlu.sources import SourceError
 
@@ -46,26 +46,27 @@ def _is_user_error(err: Exception) -> bool:
     return isinstance(err, ArtifactError)
 
 
-def run(params_path: str, stage: Callable[[ModuleType | None], None], *,
+def run(params_path: str, stage: Callable[[ModuleType | None, Params], None], *,
         pipeline: bool = True) -> None:
-    """Validate params.yaml, then run `stage(alphavil.pipeline)`. The params are checked
-    before torch is imported, so a bad value is refused within a second, not after seconds
-    of start-up. With pipeline=False torch is never imported and `stage` gets None (the
-    check_params stage needs only the standard library and yaml). Known failures print one
-    line per problem and exit 2; anything else is a bug and keeps its traceback."""
+    """Validate params.yaml, then run `stage(alphavil.pipeline, params)` with the validated
+    params (the process's one Params). The params are checked before torch is imported,
+    so a bad value is refused within a second, not after seconds of start-up. With
+    pipeline=False torch is never imported and `stage` gets None (the check_params stage
+    needs only the standard library, yaml and pydantic). Known failures print one line per
+    problem and exit 2; anything else is a bug and keeps its traceback."""
     from . import stagetime  # standard library only: safe before torch
 
     try:
-        load_params(params_path)
+        params = load_params(params_path)
         if not pipeline:
-            stage(None)
+            stage(None, params)
             stagetime.report("ok")
             return
         from . import distributed, pipeline as pipeline_module
 
         stagetime.mark("enter")  # imports done (ALPHAVIL_TIMING: where start-up time goes)
         distributed.init_from_env()  # no-op unless started by torchrun / accelerate launch
-        stage(pipeline_module)
+        stage(pipeline_module, params)
     except Exception as err:
         if not _is_user_error(err):
             raise

@@ -35,8 +35,11 @@ class RunContext:
         if missing:
             raise ArtifactError(f"{data_dir / 'meta.json'}: prepared data lacks tasks {missing}; "
                                 "re-run prepare")
-        model = build_model(params.section("model"), {t: classes[t] for t in params.tasks},
-                            meta, seed, task_labels={t: s.label for t, s in params.tasks.items()})
+        # model.heads: label groups the heads by the tasks' label kinds (vision tasks)
+        labels = ({t: s.label for t, s in params.tasks.items()}
+                  if params.model.heads == "label" else None)
+        model = build_model(params.model, {t: classes[t] for t in params.tasks}, meta, seed,
+                            task_labels=labels)
         device.init(compute)
         device.place(model, compute)
         stagetime.mark("ready")

@@ -10,7 +10,7 @@ import torch
 from torch import nn
 from torch.func import functional_call
 
-from .config import COMBINES
+from . import registry
 from .data import TaskSplit
 from .models import load_trainable, trainable_state
 from .training import (PassStats, make_optimizer, minibatches, sample_indices, sample_size,
@@ -25,7 +25,9 @@ def task_parameter_names(model: nn.Module, task: str) -> list[str]:
     return model.parameter_names(task)
 
 
-DELTA_DTYPES = {"float64": torch.float64, "float32": torch.float32, "bfloat16": torch.bfloat16}
+def delta_dtype(name: str) -> torch.dtype:
+    """alphavil.delta_dtype: a torch dtype by its name (registry.DELTA_DTYPES)."""
+    return getattr(torch, name)
 
 
 def compute_delta(before: Params, after: Params, names: Iterable[str],
@@ -52,10 +54,7 @@ def finetune_steps(n_examples: int, *, weight: float, ratio: float, batch_size: 
 # running RMS, so a constant factor on the loss cancels (only w = 0 and the sign act);
 # "step" scales the step size instead, lr_k = w_k·lr, which is the same thing as "loss"
 # under plain SGD (also with momentum: the update is linear in the gradient) and keeps
-# w_k acting under Adam and AdamW.
-WEIGHT_MODES = ("step", "loss")
-
-
+# w_k acting under Adam and AdamW. (Names: registry.WEIGHT_MODES.)
 def weight_scaling(weight: float, lr: float, mode: str) -> tuple[float, float]:
     """(learning rate, loss factor) of a fine-tune with task weight `weight`."""
     if mode == "step":
@@ -66,7 +65,8 @@ def weight_scaling(weight: float, lr: float, mode: str) -> tuple[float, float]:
         return weight * lr, 1.0
     if mode == "loss":
         return lr, weight
-    raise ValueError(f"alphavil.weight_mode: expected one of {list(WEIGHT_MODES)}, got {mode!r}")
+    raise ValueError(f"alphavil.weight_mode: expected one of {list(registry.WEIGHT_MODES)}, "
+                     f"got {mode!r}")
 
 
 def finetune_task(model: nn.Module, theta: Params, split: TaskSplit, task: str, *,
@@ -128,9 +128,12 @@ def _full_dev_loss(model: nn.Module, theta: Params, deltas: list[Params], alpha:
 # θ + (1/K) Σ α_k δ_k, so α = 1 is the average of the K fine-tuned models (one step).
 def combine_scale(combine_mode: str, k: int) -> float:
     """The factor on every α_k in θ + Σ factor·α_k δ_k, for k deltas."""
-    if combine_mode not in COMBINES:
-        raise ValueError(f"alpha.combine: expected one of {list(COMBINES)}, got {combine_mode!r}")
-    return 1.0 / k if combine_mode == "mean" and k else 1.0
+    if combine_mode == "sum":
+        return 1.0
+    if combine_mode == "mean":
+        return 1.0 / k if k else 1.0
+    raise ValueError(f"alpha.combine: expected one of {list(registry.COMBINES)}, "
+                     f"got {combine_mode!r}")
 
 
 def estimate_alpha(model: nn.Module, theta: Params, deltas: list[Params], dev: TaskSplit,
@@ -199,17 +202,21 @@ def merge(theta: Params, weighted_deltas: Iterable[tuple[float, Params]]) -> Par
     return {n: acc[n].to(theta[n].dtype) for n in theta}
 
 
-WEIGHT_RULES: dict[str, Callable[[float, float], float]] = {
-    "additive": lambda w, a: w + (a - 1.0),  # the paper's rule
-    "alpha": lambda w, a: a,
-}
+# alphavil.weight_rule (by name in registry.WEIGHT_RULES): the next w_k from w_k and α_k
+def additive_rule(w: float, a: float) -> float:
+    return w + (a - 1.0)  # the paper's rule
+
+
+def alpha_rule(w: float, a: float) -> float:
+    return a
+
 
 
 def update_weights(weights: dict[str, float], alphas: dict[str, float | None], rule: str,
                    floor: float | None) -> dict[str, float]:
     """The next epoch's task weights. A task whose α is None (not estimated: it took no
     step this epoch) keeps its weight: no rule or floor acts on a number it did not earn."""
-    fn = WEIGHT_RULES[rule]
+    fn = registry.load(registry.WEIGHT_RULES[rule])
     new = {}
     for t, w in weights.items():
         a = alphas.get(t)

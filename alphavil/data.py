@@ -57,7 +57,7 @@ def save_prepared(out_dir: str | Path, splits: dict[str, ComposedSplit], params:
     `own`: task -> split -> that task's own images (multimnist.task_splits)."""
     own = own or {}
     out_dir = Path(out_dir)
-    data_seed = params.section("data")["seed"]
+    data_seed = params.data.seed
     for split, comp in splits.items():
         tensors = {
             "images": torch.from_numpy(comp.images),

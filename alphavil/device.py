@@ -16,11 +16,12 @@ from dataclasses import dataclass, field
 import torch
 from torch import nn
 
+from . import registry
 from .config import ParamsError
 
-DEVICES = ("cpu", "cuda", "auto")
-PRECISIONS = ("fp32", "bf16")
-AUTOCAST_DTYPES = {"fp32": None, "bf16": torch.bfloat16}
+# train.precision -> the dtype forward passes autocast to (None: none)
+AUTOCAST_DTYPES = {name: dtype and getattr(torch, dtype)
+                   for name, dtype in registry.PRECISIONS.items()}
 
 
 @dataclass(frozen=True)
@@ -38,8 +39,9 @@ CPU = Compute()
 
 def resolve(name: str) -> torch.device:
     """cpu, cuda, or auto (cuda where torch sees a CUDA device, else cpu)."""
-    if name not in DEVICES:
-        raise ParamsError(f"train.device: expected one of {list(DEVICES)}, got {name!r}")
+    if name not in registry.DEVICES:
+        raise ParamsError(f"train.device: expected one of {list(registry.DEVICES)}, "
+                          f"got {name!r}")
     if name == "cpu":
         return torch.device("cpu")
     if torch.cuda.is_available():
@@ -57,8 +59,7 @@ def resolve(name: str) -> torch.device:
 
 
 def from_params(params) -> Compute:
-    t = params.section("train")
-    return Compute(resolve(t.get("device", "cpu")), t.get("precision", "fp32"))
+    return Compute(resolve(params.train.device), params.train.precision)
 
 
 # seconds this process spent initialising CUDA (alphavil.stagetime reports it)

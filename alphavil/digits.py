@@ -6,7 +6,8 @@ classic IDX files from a folder; `hf` loads a Hugging Face dataset (a hub name f
 users with a network, or a local folder of parquet/arrow files).
 
 A loader's keyword arguments are what `data.source_args` may hold for that source, and
-those without a default must be given (config.py reads them with `source_args`).
+those without a default must be given (alphavil/config/vision.py reads them with
+`source_args`).
 """
 
 from __future__ import annotations

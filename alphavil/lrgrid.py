@@ -299,17 +299,20 @@ def tested_markdown(t: dict) -> str:
 # --- commands -------------------------------------------------------------------------------
 
 def base_params(configs: list[Path], params_path: Path = Path("params.yaml")) -> dict:
-    """params.yaml with the overlays applied and validated, as alphavil.study does."""
+    """params.yaml with the overlays applied as alphavil.study applies them, validated and
+    default-filled (what each experiment's params.yaml holds, train.lr and seeds aside)."""
     merged = merged_params(configs, params_path) if configs else read_yaml(params_path)
     # a baseline that diverges at some lr is marked, not fatal: one method's NaN at the
     # grid's top would otherwise deny that lr to every method (alphavil/pipeline.py)
-    merged = {**merged, "train": {**merged.get("train", {}), "on_divergence": "mark"}}
-    check_data_source(validate(merged, str(params_path)))
-    for i, epoch in enumerate(merged["epochs"]):
-        if "lr" in (epoch.get("overrides") or {}):  # the grid would not act on that epoch
+    if isinstance(merged, dict) and isinstance(merged.get("train"), dict):
+        merged = {**merged, "train": {**merged["train"], "on_divergence": "mark"}}
+    params = validate(merged, str(params_path))
+    check_data_source(params)
+    for i, epoch in enumerate(params.epochs):
+        if "lr" in epoch.given:  # the grid would not act on that epoch
             raise ParamsError(f"epochs[{i}].overrides.lr: expected none (it replaces the "
                               "train.lr the grid varies for that epoch)")
-    return merged
+    return params.dump()
 
 
 def queue_grid(base: dict, lrs: list[float], seeds: list[int], prefix: str, jobs: int,
@@ -317,7 +320,7 @@ def queue_grid(base: dict, lrs: list[float], seeds: list[int], prefix: str, jobs
     """Run one experiment per lr over `base` with `seeds`; its successful records."""
     for lr in lrs:  # every params.yaml the queue will run, before DVC runs any
         validate({**base, "seeds": seeds, "train": {**base["train"], "lr": lr}},
-                 f"train.lr={lr_text(lr)} seeds={seeds}")
+                 f"train.lr={lr_text(lr)} seeds={seeds}")  # base: default-filled already
     names = {f"{prefix}-{lr_text(lr)}": [f"train.lr={lr_text(lr)}",
                                          f"seeds=[{','.join(map(str, seeds))}]"] for lr in lrs}
     taken = sorted({r["name"] for r in dvc_records() if not r["failed"]} & set(names))

@@ -18,11 +18,11 @@ def physical_memory() -> int:
     return os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
 
 
-def image_bytes(data: dict) -> int:
+def image_bytes(data) -> int:
     """prepare holds every split's composed images at once: one uint8 byte per pixel of
     image_size², plus the canvas² uint8 composition buffer of the largest split."""
-    ns = [data[f"n_{s}"] for s in ("train", "dev", "test")]
-    return sum(ns) * data["image_size"] ** 2 + max(ns) * data["canvas"] ** 2
+    ns = [data.n_train, data.n_dev, data.n_test]
+    return sum(ns) * data.image_size ** 2 + max(ns) * data.canvas ** 2
 
 
 def cnn_weights(image_size: int, channels: list[int], hidden: int) -> int:
@@ -46,33 +46,27 @@ def _gib(n: int) -> str:
     return f"{n / GiB:,.1f} GiB"
 
 
-def check_vision_sizes(c, data: dict, model: dict, train: dict) -> None:
-    """Report (on config._Checker `c`) sizes whose lower bound exceeds this machine's RAM.
-    Skipped when a size it needs is itself invalid (already reported)."""
-    need = ("n_train", "n_dev", "n_test", "image_size", "canvas")
-    if not all(k in data for k in need) or "channels" not in model or "hidden" not in model \
-            or "batch_size" not in train:
-        return
+def vision_size_problems(data, model, batch_size: int) -> list[tuple[str, str, int]]:
+    """(key, expected, got) for sizes of the vision data section (and the model section's
+    CNN) whose lower bound exceeds this machine's RAM."""
     have = physical_memory()
-    size = data["image_size"]
-    step = cnn_step_bytes(size, model["channels"], model["hidden"], train["batch_size"])
+    size = data.image_size
+    step = cnn_step_bytes(size, model.channels, model.hidden, batch_size)
     if step > have:
-        c.errors.append(
-            f"data.image_size: expected sizes that fit this machine's {_gib(have)} of memory; "
-            f"one training step of the CNN on {size}x{size} images (model.channels "
-            f"{model['channels']}, model.hidden {model['hidden']}, train.batch_size "
-            f"{train['batch_size']}) needs at least {_gib(step)}, got {size}")
-        return
+        return [("data.image_size", f"sizes that fit this machine's {_gib(have)} of memory; "
+                 f"one training step of the CNN on {size}x{size} images (model.channels "
+                 f"{model.channels}, model.hidden {model.hidden}, train.batch_size "
+                 f"{batch_size}) needs at least {_gib(step)}", size)]
     images = image_bytes(data)
     if images > have:
-        largest = max(("n_train", "n_dev", "n_test"), key=lambda k: data[k])
-        total = sum(data[k] for k in ("n_train", "n_dev", "n_test"))
-        canvas = data["canvas"]
+        largest = max(("n_train", "n_dev", "n_test"), key=lambda k: getattr(data, k))
+        total = data.n_train + data.n_dev + data.n_test
+        canvas = data.canvas
         # blame the canvas when it is unusually large (more than twice the final side:
         # its composition buffer then dominates), else the image counts
         key = "canvas" if canvas > 2 * size else largest
-        c.errors.append(
-            f"data.{key}: expected sizes that fit this machine's {_gib(have)} of memory; "
-            f"prepare keeps {total:,} images of {size}x{size} pixels (data.n_train + n_dev + "
-            f"n_test) and composes up to {data[largest]:,} on a {canvas}x{canvas} canvas: at "
-            f"least {_gib(images)}, got {data[key]}")
+        return [(f"data.{key}", f"sizes that fit this machine's {_gib(have)} of memory; "
+                 f"prepare keeps {total:,} images of {size}x{size} pixels (data.n_train + "
+                 f"n_dev + n_test) and composes up to {getattr(data, largest):,} on a "
+                 f"{canvas}x{canvas} canvas: at least {_gib(images)}", getattr(data, key))]
+    return []

@@ -2,12 +2,10 @@
 
 from __future__ import annotations
 
-from typing import Callable
-
 import torch
 from torch import nn
 
-from .config import HEAD_SHARING
+from . import registry
 from .device import autocast
 
 
@@ -83,41 +81,27 @@ class SmallCNN(nn.Module):
         return self.fc(self.conv(x))
 
 
-def build_cnn(model_params: dict, task_classes: dict[str, int], data_meta: dict,
+def build_cnn(model, task_classes: dict[str, int], data_meta: dict,
               head_of: dict[str, str] | None = None) -> MultiTaskModel:
-    trunk = SmallCNN(data_meta["image_size"], list(model_params.get("channels", [16, 32])),
-                     int(model_params.get("hidden", 64)))
+    """`model`: the vision model section (config.vision.VisionModel)."""
+    trunk = SmallCNN(data_meta["image_size"], list(model.channels), int(model.hidden))
     return MultiTaskModel(trunk, trunk.out_dim, task_classes, head_of)
 
 
-def build_transformer(model_params: dict, task_classes: dict[str, int],
-                      data_meta: dict) -> MultiTaskModel:
-    from .nlu.model import build_transformer_model  # optional: imports transformers
-
-    return build_transformer_model(model_params, task_classes, data_meta)
-
-
-MODEL_KINDS: dict[str, Callable[..., MultiTaskModel]] = {
-    "cnn": build_cnn,
-    "transformer": build_transformer,
-}
-
-
-def build_model(model_params: dict, task_classes: dict[str, int], data_meta: dict,
-                seed: int, task_labels: dict[str, str] | None = None) -> MultiTaskModel:
-    """`task_labels` (task -> label kind) is what model.heads: label groups heads by."""
-    sharing = model_params.get("heads", "task")
-    if sharing not in HEAD_SHARING:
-        raise ValueError(f"model.heads: expected one of {list(HEAD_SHARING)}, got {sharing!r}")
+def build_model(model, task_classes: dict[str, int], data_meta: dict, seed: int,
+                task_labels: dict[str, str] | None = None) -> MultiTaskModel:
+    """The model section's kind (registry.MODEL_KINDS), seeded. `task_labels` (task ->
+    label kind) is what model.heads: label groups heads by."""
     head_of = None
-    if sharing == "label":
+    if model.heads == "label":
         if task_labels is None:
             raise ValueError("model.heads: label needs each task's label kind")
         head_of = {t: task_labels[t] for t in task_classes}
+    build = registry.load(registry.MODEL_KINDS[model.kind])
     torch.manual_seed(seed)
     if head_of is None:  # the model kinds that share no heads keep their own signature
-        return MODEL_KINDS[model_params["kind"]](model_params, task_classes, data_meta)
-    return MODEL_KINDS[model_params["kind"]](model_params, task_classes, data_meta, head_of)
+        return build(model, task_classes, data_meta)
+    return build(model, task_classes, data_meta, head_of)
 
 
 def trainable_state(model: nn.Module) -> dict[str, torch.Tensor]:

@@ -12,7 +12,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from .config import ParamsError, TaskSpec
+from .config import ParamsError
 
 SPLITS = ("train", "dev", "test")
 
@@ -77,14 +77,17 @@ def compose(digits: np.ndarray, labels: np.ndarray, pool: np.ndarray, n: int,
                          left_src=left_src.astype(np.int64), right_src=right_src.astype(np.int64))
 
 
-def build(digits: np.ndarray, labels: np.ndarray, data_params: dict) -> dict[str, ComposedSplit]:
-    rng = np.random.default_rng(data_params["seed"])
-    pools = split_pools(labels, data_params["digit_split"], rng)
-    return {
-        split: compose(digits, labels, pools[split], data_params[f"n_{split}"], rng,
-                       data_params["canvas"], data_params["jitter"], data_params["image_size"])
-        for split in SPLITS
-    }
+def _n(data, split: str) -> int:
+    return getattr(data, f"n_{split}")
+
+
+def build(digits: np.ndarray, labels: np.ndarray, data) -> dict[str, ComposedSplit]:
+    """The shared splits of the vision data section `data` (config.vision.VisionData)."""
+    rng = np.random.default_rng(data.seed)
+    pools = split_pools(labels, data.digit_split.model_dump(), rng)
+    return {split: compose(digits, labels, pools[split], _n(data, split), rng,
+                           *_compose_args(data))
+            for split in SPLITS}
 
 
 # --- a task's own images (params.yaml tasks.<name>.n_train / inputs) -------------------
@@ -105,13 +108,12 @@ def _cat(a: ComposedSplit, b: ComposedSplit | None, n: int) -> ComposedSplit:
                             for f in fields(ComposedSplit)})
 
 
-def _compose_args(d: dict) -> tuple[int, int, int]:
-    return d["canvas"], d["jitter"], d["image_size"]
+def _compose_args(data) -> tuple[int, int, int]:
+    return data.canvas, data.jitter, data.image_size
 
 
-def task_splits(digits: np.ndarray, labels: np.ndarray, data_params: dict,
-                tasks: dict[str, TaskSpec], shared: dict[str, ComposedSplit]
-                ) -> dict[str, dict[str, ComposedSplit]]:
+def task_splits(digits: np.ndarray, labels: np.ndarray, data, tasks: dict,
+                shared: dict[str, ComposedSplit]) -> dict[str, dict[str, ComposedSplit]]:
     """task -> split -> its own composed split, for the tasks that do not simply read the
     shared splits (default n_train and inputs: none, so the default prepares what it
     always did). The shared splits are never redrawn: dev and test stay as they are.
@@ -121,25 +123,25 @@ def task_splits(digits: np.ndarray, labels: np.ndarray, data_params: dict,
     the same pool of training digits with the task's own random stream.
     inputs permuted: one fixed pixel permutation per task, on all three of its splits.
     inputs fashion: all three splits composed from Fashion-MNIST items instead."""
-    seed, out = data_params["seed"], {}
+    seed, out, fractions = data.seed, {}, data.digit_split.model_dump()
     for name, spec in tasks.items():
-        n = spec.n_train if spec.n_train is not None else data_params["n_train"]
+        n = spec.n_train if spec.n_train is not None else data.n_train
         if spec.inputs == "fashion":
             from .digits import FASHION_DIR, load_digits
 
             items, item_labels = load_digits("mnist_idx", {"path": FASHION_DIR})
             rng = task_rng(seed, name, FASHION)
-            pools = split_pools(item_labels, data_params["digit_split"], rng)
+            pools = split_pools(item_labels, fractions, rng)
             own = {split: compose(items, item_labels, pools[split],
-                                  n if split == "train" else data_params[f"n_{split}"], rng,
-                                  *_compose_args(data_params)) for split in SPLITS}
+                                  n if split == "train" else _n(data, split), rng,
+                                  *_compose_args(data)) for split in SPLITS}
         elif n != len(shared["train"].left) or spec.inputs == "permuted":
             have, more = len(shared["train"].left), None
             if n > have:
-                pools = split_pools(labels, data_params["digit_split"],
+                pools = split_pools(labels, fractions,
                                     np.random.default_rng(seed))  # the same pools as build
                 more = compose(digits, labels, pools["train"], n - have,
-                               task_rng(seed, name, EXTRA), *_compose_args(data_params))
+                               task_rng(seed, name, EXTRA), *_compose_args(data))
             own = {**shared, "train": _cat(shared["train"], more, n)}
         else:
             continue

@@ -20,6 +20,8 @@ from typing import Iterable
 
 import torch
 
+from . import registry
+
 
 class Optimizer:
     def __init__(self, params: Iterable[torch.Tensor], lr: float):
@@ -135,8 +137,9 @@ class Fused:
 
 def make(name: str, params: Iterable[torch.Tensor], lr: float,
          fused: bool = False) -> Optimizer | Fused:
+    """train.optimizer / alpha.optimizer by name (registry.OPTIMIZERS)."""
     name = name.lower()
-    if fused and name in ("sgd", "adam", "adamw"):
+    if fused and name in registry.OPTIMIZERS:
         return Fused(name, params, lr)
     if name == "sgd":
         return SGD(params, lr, momentum=0.9)
@@ -144,4 +147,5 @@ def make(name: str, params: Iterable[torch.Tensor], lr: float,
         return Adam(params, lr)
     if name == "adamw":
         return Adam(params, lr, weight_decay=0.01)
-    raise ValueError(f"optimizer: expected one of sgd, adam, adamw, got {name!r}")
+    raise ValueError(f"optimizer: expected one of {', '.join(registry.OPTIMIZERS)}, "
+                     f"got {name!r}")

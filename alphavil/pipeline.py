@@ -12,11 +12,12 @@ from .artifact_checks import (check_reported_state, check_weights, delta_paths,
                               diverged_epoch, read_alpha_record)
 from .artifacts import (check_compatible, checkpoint_digest, load_checkpoint, load_delta,
                         save_checkpoint, save_delta, write_json)
-from .config import Params, ParamsError, check_data_source, load_params
+from .config import Params, ParamsError, as_params, check_data_source
 from .context import RunContext
 from .core import merge_accepted
 from .device import CPU, Compute, move
 from .methods import METHODS, get_method
+from .registry import BASELINES
 from .methods.alphavil import AlphaVIL
 from .methods.joint import round_robin
 from .models import load_trainable, trainable_state
@@ -25,8 +26,12 @@ from .steplog import say, step_logger
 from .training import make_optimizer, task_batches, train_pass
 
 
-def _start(seed: int, params_path: str | Path) -> Params:
-    params = load_params(params_path)
+# Each stage takes the validated Params (what cli.run passes) or the path of params.yaml.
+ParamsOrPath = Params | str | Path
+
+
+def _start(seed: int, params: ParamsOrPath) -> Params:
+    params = as_params(params)
     if seed not in params.seeds:
         raise ParamsError(f"seed {seed} is not in params.yaml seeds {params.seeds}")
     set_determinism(seed)
@@ -36,13 +41,12 @@ def _start(seed: int, params_path: str | Path) -> Params:
 def check_epoch_args(params: Params, epoch_id: str, cli_overrides: dict) -> None:
     """The cmd line carries the epoch's overrides only so DVC sees them change; they must
     agree with params.yaml, the single source of knobs."""
-    ep = params.epoch(epoch_id)
+    own = params.epoch(epoch_id).given
     given = {k: v for k, v in cli_overrides.items() if v is not None}
-    agree = set(given) == set(ep.overrides) and all(
-        float(given[k]) == float(ep.overrides[k]) for k in given)
+    agree = set(given) == set(own) and all(float(given[k]) == float(own[k]) for k in given)
     if not agree:
         raise ParamsError(f"epoch {epoch_id}: dvc.yaml passed overrides {given} but params.yaml "
-                          f"has {ep.overrides}; run `dvc repro` so the command is re-rendered")
+                          f"has {own}; run `dvc repro` so the command is re-rendered")
 
 
 def _load_prev(ctx: RunContext, method: str, epoch_id: str) -> tuple[dict, dict, str]:
@@ -54,11 +58,11 @@ def _load_prev(ctx: RunContext, method: str, epoch_id: str) -> tuple[dict, dict,
     return move(theta, ctx.compute.device), state, checkpoint_digest(folder)
 
 
-def _epoch_stage(seed: int, epoch_id: str, cli_overrides: dict, params_path: str | Path,
+def _epoch_stage(seed: int, epoch_id: str, cli_overrides: dict, params: ParamsOrPath,
                  compute: Compute | None = None):
     """What every αVIL epoch stage starts from: validated params, the epoch, the run
     context and θ of the previous epoch (with its digest, which deltas and α carry)."""
-    params = _start(seed, params_path)
+    params = _start(seed, params)
     check_epoch_args(params, epoch_id, cli_overrides)
     epoch = params.epoch(epoch_id)
     ctx = RunContext.build(params, seed, compute=compute)
@@ -69,11 +73,10 @@ def _epoch_stage(seed: int, epoch_id: str, cli_overrides: dict, params_path: str
 
 # --- prepare --------------------------------------------------------------------------
 
-def prepare(params_path: str | Path = "params.yaml", out_dir: Path = layout.DATA) -> None:
-    params = load_params(params_path)
+def prepare(params: ParamsOrPath = "params.yaml", out_dir: Path = layout.DATA) -> None:
+    params = as_params(params)
     check_data_source(params)
-    setting = params.raw.get("setting", "vision")
-    if setting == "nlu":
+    if params.setting == "nlu":
         from .nlu.prepare import prepare_nlu
 
         prepare_nlu(params, out_dir)
@@ -82,9 +85,9 @@ def prepare(params_path: str | Path = "params.yaml", out_dir: Path = layout.DATA
     from .digits import load_digits
     from .multimnist import build, task_splits
 
-    d = params.section("data")
-    say(f"prepare: loading digits from {d['source']!r}")
-    digits, labels = load_digits(d["source"], d.get("source_args") or {})
+    d = params.data
+    say(f"prepare: loading digits from {d.source!r}")
+    digits, labels = load_digits(d.source, d.source_args)
     splits = build(digits, labels, d)
     own = task_splits(digits, labels, d, params.tasks, splits)
     if out_dir.exists() and distributed.is_main():
@@ -96,22 +99,22 @@ def prepare(params_path: str | Path = "params.yaml", out_dir: Path = layout.DATA
 
 # --- train_base -----------------------------------------------------------------------
 
-def train_base(seed: int, params_path: str | Path = "params.yaml") -> None:
+def train_base(seed: int, params: ParamsOrPath = "params.yaml") -> None:
     """θ_0: the seeded initialisation (a pretrained encoder for NLU), optionally warmed up
     with uniform multitask steps so every method starts from the same point."""
-    params = _start(seed, params_path)
+    params = _start(seed, params)
     ctx = RunContext.build(params, seed)
-    steps = params.section("base").get("warmup_steps", 0)
+    steps = params.base.warmup_steps
     if steps:
-        t = params.section("train")
+        t = params.train
         streams = []
         for task in ctx.tasks:
             split = ctx.split("train", task)
             idx = torch.randperm(len(split), generator=generator(seed, "warmup", task))
-            streams.append(list(task_batches(task, split, idx, t["batch_size"])))
+            streams.append(list(task_batches(task, split, idx, t.batch_size)))
         batches = round_robin(streams)[:steps]
-        opt = make_optimizer(t["optimizer"], [p for p in ctx.model.parameters()
-                                              if p.requires_grad], t["lr"])
+        opt = make_optimizer(t.optimizer, [p for p in ctx.model.parameters()
+                                           if p.requires_grad], t.lr)
         with step_logger(layout.log_dir(f"s{seed}", "base"), len(batches),
                          f"warm-up s{seed}") as on_step:
             train_pass(ctx.model, batches, opt, where=f"seed {seed}, warm-up", on_step=on_step)
@@ -123,9 +126,9 @@ def train_base(seed: int, params_path: str | Path = "params.yaml") -> None:
 # --- αVIL: finetune / estimate_alpha / merge ------------------------------------------
 
 def finetune(seed: int, epoch_id: str, task: str, cli_overrides: dict,
-             params_path: str | Path = "params.yaml") -> None:
+             params: ParamsOrPath = "params.yaml") -> None:
     params, epoch, ctx, theta, state, digest = _epoch_stage(seed, epoch_id, cli_overrides,
-                                                            params_path)
+                                                            params)
     if task not in params.tasks:
         raise ParamsError(f"--task {task!r} is not in params.yaml tasks {list(params.tasks)}")
     method = AlphaVIL(ctx)
@@ -140,9 +143,9 @@ def finetune(seed: int, epoch_id: str, task: str, cli_overrides: dict,
 
 
 def estimate_alpha(seed: int, epoch_id: str, cli_overrides: dict,
-                   params_path: str | Path = "params.yaml") -> None:
+                   params: ParamsOrPath = "params.yaml") -> None:
     params, epoch, ctx, theta, state, digest = _epoch_stage(seed, epoch_id, cli_overrides,
-                                                            params_path)
+                                                            params)
     deltas = {t: move(load_delta(p, theta, digest, task=t, epoch=epoch_id)[0],
                       ctx.compute.device)
               for t, p in delta_paths(params, seed, epoch_id).items()}
@@ -160,11 +163,11 @@ def estimate_alpha(seed: int, epoch_id: str, cli_overrides: dict,
 
 
 def merge(seed: int, epoch_id: str, cli_overrides: dict,
-          params_path: str | Path = "params.yaml") -> None:
+          params: ParamsOrPath = "params.yaml") -> None:
     # θ + Σ α_k δ_k in float64, a few element-wise operations: on the CPU, whatever
     # train.device says (no CUDA start-up for it)
     params, epoch, ctx, theta, state, digest = _epoch_stage(seed, epoch_id, cli_overrides,
-                                                            params_path, compute=CPU)
+                                                            params, compute=CPU)
     record = read_alpha_record(layout.alpha_path(seed, epoch_id), epoch_id, digest,
                                list(params.tasks))
     alphas = record["alpha"]  # null: not estimated, the task took no step this epoch
@@ -192,11 +195,11 @@ def merge(seed: int, epoch_id: str, cli_overrides: dict,
 
 # --- baselines: one stage per (method, seed) ------------------------------------------
 
-def train_method(method_name: str, seed: int, params_path: str | Path = "params.yaml") -> None:
-    params = _start(seed, params_path)
+def train_method(method_name: str, seed: int, params: ParamsOrPath = "params.yaml") -> None:
+    params = _start(seed, params)
     if method_name not in METHODS:
         raise ParamsError(f"--method {method_name!r}: expected one of the baselines "
-                          f"{sorted(m for m, c in METHODS.items() if not c.staged)}")
+                          f"{sorted(BASELINES)}")
     cls = get_method(method_name)
     if cls.staged:
         raise ParamsError(f"method {method_name!r} runs as per-epoch stages, not train_method")
@@ -214,7 +217,7 @@ def train_method(method_name: str, seed: int, params_path: str | Path = "params.
     # other methods of an lr-grid experiment still report (alphavil/lrgrid.py never selects
     # an lr at which a method diverged). θ is a copy (trainable_state), so the failed
     # epoch cannot have touched it.
-    mark = params.section("train").get("on_divergence", "stop") == "mark"
+    mark = params.train.on_divergence == "mark"
     diverged: dict | None = None
     for epoch in progress(params.epochs, f"{method_name} s{seed}"):
         if diverged is None:
@@ -233,15 +236,12 @@ def train_method(method_name: str, seed: int, params_path: str | Path = "params.
 
 # --- evaluate -------------------------------------------------------------------------
 
-def evaluate(params_path: str | Path = "params.yaml") -> None:
+def evaluate(params: ParamsOrPath = "params.yaml") -> None:
     from .nlu.prefix_cache import cached_frozen_prefix
     from .report import write_reports
     from .training import evaluate as eval_split
 
-    params = load_params(params_path)
-    unknown = [m for m in params.methods if m not in METHODS]
-    if unknown:
-        raise ParamsError(f"methods: unknown method {unknown[0]!r}")
+    params = as_params(params)
     epochs = [("base", 0)] + [(e.id, e.n) for e in params.epochs]
     scored: dict[tuple[str, int, str], dict] = {}
     metric = None

@@ -21,7 +21,7 @@ import re
 import sys
 from pathlib import Path
 
-from .config import ParamsError, load_params
+from .config import Params, ParamsError, load_params
 
 # What a rendered command may contain: the templates' words (python, stage scripts, --flags)
 # and the values validate() lets through (integers, numbers such as 1e-05, names). Nothing
@@ -67,21 +67,23 @@ def rendered_problems(root: str | Path = ".") -> list[str]:
     return problems
 
 
-def check(root: str | Path = ".") -> None:
+def check(root: str | Path = ".", params: Params | None = None) -> None:
     """Raise ParamsError unless params.yaml is valid and everything DVC renders from it
-    is plain. DVC reads `params.yaml` at the root, so that is the file checked."""
+    is plain. DVC reads `params.yaml` at the root, so that is the file checked (`params`:
+    that file, already validated)."""
     root = Path(root)
-    load_params(root / "params.yaml")
+    if params is None:
+        load_params(root / "params.yaml")
     problems = rendered_problems(root)
     if problems:
         lines = "\n  - ".join(problems)
         raise ParamsError(f"dvc.yaml rendered with params.yaml is unsafe to run:\n  - {lines}")
 
 
-def check_stage(token: str | Path) -> None:
+def check_stage(token: str | Path, params: Params) -> None:
     """The `check_params` stage: check, then write its constant output, so that stages
     depending on it are not invalidated by the params edits it checks."""
-    check()
+    check(params=params)
     # imported here: artifacts imports torch, and this stage must stay torch-free (it runs
     # before every other stage, and tests/test_bad_params.py forbids torch before validation)
     from .artifacts import write_text

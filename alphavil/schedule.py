@@ -1,8 +1,9 @@
 """Rewrite the `epochs:` chain in params.yaml: `python -m alphavil.schedule N`.
 
 DVC templates cannot count, so params.yaml spells the chain out (ep0 <- base, ep1 <- ep0,
-...). This keeps the rest of the file, comments included, and each kept epoch's
-overrides; growing the list adds only new stages, so `dvc repro` runs only new epochs.
+...). This rewrites only that block of the text: the rest of the file stays as it is,
+comments included (it is not re-dumped from the validated params), and each kept epoch's
+overrides too; growing the list adds only new stages, so `dvc repro` runs only new epochs.
 Shrinking it also drops the removed epochs' entries from dvc.lock (alphavil.lockfile),
 which DVC would otherwise keep and re-write after every stage.
 """
@@ -17,7 +18,7 @@ from pathlib import Path
 import yaml
 
 from . import lockfile
-from .config import ParamsError, validate
+from .config import ParamsError, parse_yaml, validate
 
 _TOP_KEY = re.compile(r"^[A-Za-z_][\w-]*\s*:")
 
@@ -39,7 +40,7 @@ def rewrite(path: Path, n: int) -> None:
     if n < 1:
         raise ParamsError(f"epoch count must be >= 1, got {n}")
     text = path.read_text()
-    raw = yaml.safe_load(text)
+    raw = parse_yaml(text, str(path))
     lines = text.splitlines(keepends=True)
     start = next((i for i, l in enumerate(lines) if l.startswith("epochs:")), None)
     new_block = epoch_block(n, raw.get("epochs"))
@@ -53,7 +54,7 @@ def rewrite(path: Path, n: int) -> None:
         while end > start + 1 and lines[end - 1].lstrip().startswith("#"):
             end -= 1
         out = "".join(lines[:start]) + new_block + "".join(lines[end:])
-    validate(yaml.safe_load(out), str(path))  # never write a file the pipeline rejects
+    validate(parse_yaml(out, str(path)), str(path))  # never write a file the pipeline rejects
     tmp = path.with_suffix(".yaml.tmp")
     tmp.write_text(out)
     tmp.replace(path)

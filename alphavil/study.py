@@ -7,7 +7,9 @@ A config file is an overlay: each of its top-level keys replaces that key of par
 as a whole (no deep merge, so what a study runs is readable in one file). Several overlays
 must set disjoint keys, so each key still comes from exactly one file. The merged
 params are validated before anything runs (alphavil.safety: also what DVC renders from
-them, before DVC acts on it), written to params.yaml and run with
+them, before DVC acts on it), written to params.yaml with every default filled in (so
+an overlay may leave out what params.yaml's defaults cover, and every key a stage
+declares to DVC is in the file) and run with
 `dvc exp run -n NAME`, exactly as `dvc exp run -S key=value` would: the workspace then
 holds the study's params and results, and `dvc exp show` lists it beside other runs.
 Return to the default with `git checkout params.yaml && dvc checkout`.
@@ -42,6 +44,14 @@ def overlay(base: dict, config: dict, source: str) -> dict:
 
 def merged_params(config_paths: Path | list[Path],
                   params_path: Path = Path("params.yaml")) -> dict:
+    """params.yaml with the overlays' keys replaced, as written in the files; a ParamsError
+    if the result is not valid."""
+    merged, source = _merge(config_paths, params_path)
+    validate(merged, source)
+    return merged
+
+
+def _merge(config_paths: Path | list[Path], params_path: Path) -> tuple[dict, str]:
     configs = [config_paths] if isinstance(config_paths, Path) else list(config_paths)
     for path in [*configs, params_path]:
         if not path.is_file():
@@ -56,8 +66,7 @@ def merged_params(config_paths: Path | list[Path],
             raise ParamsError(f"{path}: keys {clash} are also set by {set_by[clash[0]]}; "
                               f"overlays run together must set different keys")
         set_by.update(dict.fromkeys(config, path))
-    validate(merged, f"{' + '.join(map(str, configs))} over {params_path}")
-    return merged
+    return merged, f"{' + '.join(map(str, configs))} over {params_path}"
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -69,16 +78,16 @@ def main(argv: list[str] | None = None) -> int:
                     help="only write the merged params.yaml")
     args = ap.parse_args(argv)
     try:
-        merged = merged_params(args.config, args.params)
+        params = validate(*_merge(args.config, args.params))
         # source files prepare will read (e.g. a Debian data package): say so now, with
         # the command that installs them, rather than after DVC has started
-        check_data_source(validate(merged))
+        check_data_source(params)
     except ParamsError as err:
         for line in str(err).splitlines():  # one line per problem
             print(f"error: {line}", file=sys.stderr)
         return 2
     text = HEADER.format(config=" ".join(map(str, args.config))) + yaml.safe_dump(
-        merged, sort_keys=False)
+        params.dump(), sort_keys=False)
     before = args.params.read_text()
     write_text(args.params, text)
     if args.no_run:

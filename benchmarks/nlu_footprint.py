@@ -47,23 +47,27 @@ def delta_bytes(model, task: str, dtype: torch.dtype) -> int:
 
 def sizes(params) -> list[dict]:
     ctx_meta = RunContext.build(params, params.seeds[0]).meta
-    m = params.section("model")
-    plain = {**m, "lora": None}
+    m = params.model
+
+    def variant(model, **change):
+        return model.model_copy(update=change)
+
+    plain = variant(m, lora=None)
     variants = {
-        "all weights": {**plain, "freeze_embeddings": False, "train_layers": None},
-        "word embeddings frozen": {**plain, "freeze_embeddings": True, "train_layers": None},
-        f"top {m.get('train_layers')} layers": {**plain, "freeze_embeddings": True},
+        "all weights": variant(plain, freeze_embeddings=False, train_layers=None),
+        "word embeddings frozen": variant(plain, freeze_embeddings=True, train_layers=None),
+        f"top {m.train_layers} layers": variant(plain, freeze_embeddings=True),
     }
-    lora = m.get("lora")
+    lora = m.lora
     if lora:  # the configured adapters, in the configured layers and in all of them
-        name = f"LoRA r{lora['rank']} on {'+'.join(lora['targets'])}"
-        if m.get("train_layers") is not None:
-            variants[f"{name}, top {m['train_layers']} layers"] = m
-        variants[f"{name}, all layers"] = {**m, "train_layers": None}
+        name = f"LoRA r{lora.rank} on {'+'.join(lora.targets)}"
+        if m.train_layers is not None:
+            variants[f"{name}, top {m.train_layers} layers"] = m
+        variants[f"{name}, all layers"] = variant(m, train_layers=None)
     classes = {t: ctx_meta["tasks"][t]["num_classes"] for t in params.tasks}
     rows = []
     for label, mp in variants.items():
-        if label.startswith("top") and mp.get("train_layers") is None:
+        if label.startswith("top") and mp.train_layers is None:
             continue
         model = build_model(mp, classes, ctx_meta, 0)
         n = sum(p.numel() for p in model.parameters() if p.requires_grad)
@@ -85,18 +89,18 @@ def effect(params, seed: int) -> dict:
     for task in ctx.tasks:
         exact[task], _ = finetune_task(
             ctx.model, theta, ctx.split("train", task), task, weight=1.0,
-            ratio=p["alphavil"]["sample_ratio"], batch_size=p["train"]["batch_size"],
-            optimizer=p["train"]["optimizer"], lr=p["train"]["lr"],
+            ratio=p.alphavil.sample_ratio, batch_size=p.train.batch_size,
+            optimizer=p.train.optimizer, lr=p.train.lr,
             g=generator(seed, params.epochs[0].id, task, "sample"), where=f"footprint {task}",
             delta_dtype=torch.float64)
     dev = ctx.split("dev", ctx.target)
-    a = p["alpha"]
+    a = p.alpha
     out, merged = {}, {}
     for dname, dt in {"float64": torch.float64, **DTYPES}.items():
         deltas = [{n: v.to(dt) for n, v in exact[t].items()} for t in ctx.tasks]
-        alphas, _ = estimate_alpha(ctx.model, theta, deltas, dev, ctx.target, init=a["init"],
-                                   steps=a["steps"], lr=a["lr"], optimizer=a["optimizer"],
-                                   batch_size=a["batch_size"],
+        alphas, _ = estimate_alpha(ctx.model, theta, deltas, dev, ctx.target, init=a.init,
+                                   steps=a.steps, lr=a.lr, optimizer=a.optimizer,
+                                   batch_size=a.batch_size,
                                    g=generator(seed, params.epochs[0].id, "alpha"),
                                    where="footprint α")
         merged[dname] = merge(theta, zip(alphas, deltas))

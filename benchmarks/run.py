@@ -18,7 +18,6 @@ sides alike; the table says how loaded the machine was.
 from __future__ import annotations
 
 import argparse
-import copy
 import json
 import os
 import re
@@ -128,20 +127,19 @@ def epoch_and_loop(work: Path, repeats: int) -> dict:
         deltas = {t: av.finetune(epoch, theta, state, t)[0] for t in ctx.tasks}
         light_alpha = []
         for budget in LIGHT_ALPHA:
-            light = copy.deepcopy(params.raw)
-            light["alpha"].update(budget)
-            ctx.params = validate(light)
+            light = params.dump()
+            ctx.params = validate({**light, "alpha": {**light["alpha"], **budget}})
             light_alpha.append(_median_time(lambda: av.estimate(epoch, theta, deltas, state),
                                                 repeats))
         ctx.params = params
         examples = sum(len(ctx.split("train", t)) for t in ctx.tasks) * \
-            params.section("alphavil")["sample_ratio"]
+            params.alphavil.sample_ratio
 
         # 2. the same model and the same batches, three ways
-        t = params.section("train")
+        t = params.train
         task = ctx.target
         split = ctx.split("train", task)
-        batches = list(task_batches(task, split, torch.randperm(len(split)), t["batch_size"]))
+        batches = list(task_batches(task, split, torch.randperm(len(split)), t.batch_size))
         model = ctx.model
         names = [n for n, p in model.named_parameters()
                  if n.startswith("trunk.") or n.startswith(f"heads.{task}.")]
@@ -151,18 +149,18 @@ def epoch_and_loop(work: Path, repeats: int) -> dict:
 
         def ours_logged():
             model.load_state_dict({**model.state_dict(), **theta})
-            opt = make_optimizer("adam", [own[n] for n in names], t["lr"])
+            opt = make_optimizer("adam", [own[n] for n in names], t.lr)
             with step_logger(logdir, len(batches), "bench") as on_step:
                 train_pass(model, batches, opt, where="bench", on_step=on_step)
 
         def ours_plain():
             model.load_state_dict({**model.state_dict(), **theta})
-            opt = make_optimizer("adam", [own[n] for n in names], t["lr"])
+            opt = make_optimizer("adam", [own[n] for n in names], t.lr)
             train_pass(model, batches, opt, where="bench")
 
         def bare():
             model.load_state_dict({**model.state_dict(), **theta})
-            opt = torch_optim([own[n] for n in names], lr=t["lr"])
+            opt = torch_optim([own[n] for n in names], lr=t.lr)
             model.train()
             for _, inputs, labels, _ in batches:
                 opt.zero_grad()
@@ -176,8 +174,8 @@ def epoch_and_loop(work: Path, repeats: int) -> dict:
     return {
         "epoch": epoch_t, "parts": {k: statistics.median(v) for k, v in parts.items()},
         "examples_per_epoch": int(examples), "loop": loop_t, "light_alpha": light_alpha,
-        "alpha_steps": params.section("alpha")["steps"],
-        "alpha_batch": params.section("alpha")["batch_size"], "loop_steps": len(batches),
+        "alpha_steps": params.alpha.steps,
+        "alpha_batch": params.alpha.batch_size, "loop_steps": len(batches),
         "threads": torch.get_num_threads(),
     }
 
@@ -360,7 +358,7 @@ with PeakTensorBytes() as mem:
 model = sum(v.numel() * v.element_size() for v in theta.values())
 delta_bytes = sum(v.numel() * v.element_size() for d in deltas.values() for v in d.values())
 print(json.dumps({"peak": mem.peak, "model_bytes": model, "delta_bytes": delta_bytes,
-                  "tasks": len(deltas), "batch": params.section("alpha")["batch_size"]}))
+                  "tasks": len(deltas), "batch": params.alpha.batch_size}))
 """
 
 

@@ -8,4 +8,5 @@ from alphavil import cli, layout, safety
 
 if __name__ == "__main__":
     argparse.ArgumentParser(description=__doc__).parse_args()
-    cli.run("params.yaml", lambda _: safety.check_stage(layout.CHECKED), pipeline=False)
+    cli.run("params.yaml", lambda _, params: safety.check_stage(layout.CHECKED, params),
+            pipeline=False)

@@ -3,5 +3,5 @@ from alphavil import cli
 
 if __name__ == "__main__":
     args = cli.parser(__doc__, seed=True, epoch=True).parse_args()
-    cli.run(args.params, lambda pipeline: pipeline.estimate_alpha(
-        args.seed, args.epoch, cli.overrides(args), args.params))
+    cli.run(args.params, lambda pipeline, params: pipeline.estimate_alpha(
+        args.seed, args.epoch, cli.overrides(args), params))

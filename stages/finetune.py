@@ -3,5 +3,5 @@ from alphavil import cli
 
 if __name__ == "__main__":
     args = cli.parser(__doc__, seed=True, epoch=True, task=True).parse_args()
-    cli.run(args.params, lambda pipeline: pipeline.finetune(
-        args.seed, args.epoch, args.task, cli.overrides(args), args.params))
+    cli.run(args.params, lambda pipeline, params: pipeline.finetune(
+        args.seed, args.epoch, args.task, cli.overrides(args), params))

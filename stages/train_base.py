@@ -3,4 +3,4 @@ from alphavil import cli
 
 if __name__ == "__main__":
     args = cli.parser(__doc__, seed=True).parse_args()
-    cli.run(args.params, lambda pipeline: pipeline.train_base(args.seed, args.params))
+    cli.run(args.params, lambda pipeline, params: pipeline.train_base(args.seed, params))

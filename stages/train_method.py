@@ -3,5 +3,5 @@ from alphavil import cli
 
 if __name__ == "__main__":
     args = cli.parser(__doc__, seed=True, method=True).parse_args()
-    cli.run(args.params, lambda pipeline: pipeline.train_method(
-        args.method, args.seed, args.params))
+    cli.run(args.params, lambda pipeline, params: pipeline.train_method(
+        args.method, args.seed, params))

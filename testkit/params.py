@@ -74,3 +74,15 @@ def tiny_raw(**sections) -> dict:
         else:
             raw[key] = value
     return raw
+
+
+def changed(params, **sections):
+    """Validated `params` with some keys changed (a section's knobs, or a whole key), as
+    a params.yaml saying so would give."""
+    from alphavil.config import validate
+
+    raw = params.dump()
+    for key, value in sections.items():
+        raw[key] = {**raw[key], **value} if isinstance(value, dict) and isinstance(
+            raw.get(key), dict) and key != "tasks" else value
+    return validate(raw)

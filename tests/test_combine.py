@@ -10,7 +10,7 @@ from alphavil.core import _full_dev_loss, combine_scale
 from alphavil.methods.alphavil import AlphaVIL
 from alphavil.models import trainable_state
 
-from testkit.params import tiny_raw
+from testkit.params import changed, tiny_raw
 
 
 def _epoch(workdir, combine, steps=3):
@@ -34,7 +34,7 @@ def test_mean_at_alpha_one_is_the_average_of_the_finetuned_models(workdir):
         expected = torch.stack(tuned).mean(0).to(v.dtype)
         assert torch.allclose(merged[n], expected, rtol=0, atol=1e-6), n
     # under sum the same α adds both whole deltas
-    ctx.params.raw["alpha"]["combine"] = "sum"
+    ctx.params = changed(ctx.params, alpha={"combine": "sum"})
     summed = method.merge(theta, ones, deltas.items())
     n = "trunk.fc.1.weight"
     assert torch.allclose(summed[n], theta[n] + deltas["left"][n] + deltas["right"][n], atol=1e-6)

@@ -137,10 +137,13 @@ def test_epoch_overrides_apply_to_that_epoch_only():
     raw = tiny_raw()
     raw["epochs"][1]["overrides"] = {"sample_ratio": 0.5, "alpha_lr": 0.2}
     p = validate(raw)
-    assert p.for_epoch("ep0")["alphavil"]["sample_ratio"] == raw["alphavil"]["sample_ratio"]
-    assert p.for_epoch("ep1")["alphavil"]["sample_ratio"] == 0.5
-    assert p.for_epoch("ep1")["alpha"]["lr"] == 0.2
-    assert p.raw["alpha"]["lr"] == raw["alpha"]["lr"]  # the base params are not mutated
+    assert p.for_epoch("ep0").alphavil.sample_ratio == raw["alphavil"]["sample_ratio"]
+    ep1 = p.for_epoch("ep1")
+    assert (ep1.alphavil.sample_ratio, ep1.alpha.lr) == (0.5, 0.2)
+    assert ep1.alpha.steps == p.alpha.steps and ep1.train == p.train  # only what it names
+    # the base params are not mutated
+    assert (p.alphavil.sample_ratio, p.alpha.lr) == (raw["alphavil"]["sample_ratio"],
+                                                     raw["alpha"]["lr"])
 
 
 def test_schedule_rewrites_only_the_epoch_block(tmp_path):
@@ -237,34 +240,6 @@ def test_multifashion_config_composes_paper_sized_splits_from_disjoint_pools():
 
 # --- strict params: names, suggestions, seeds, sizes ------------------------------------
 
-def test_schema_names_match_the_registries_they_stand_for():
-    """config.py repeats the names of registries that live in torch modules (validation
-    imports no torch); a method, model kind, rule or option added on one side only fails here."""
-    import torch
-
-    from alphavil import config, core
-    from alphavil.methods import METHODS
-    from alphavil.models import MODEL_KINDS
-    from alphavil.nlu.model import POOLINGS
-    from alphavil.training import make_optimizer
-
-    assert set(config.BASELINES) == {m for m, cls in METHODS.items() if not cls.staged}
-    assert set(config.MODEL_KIND.values()) == set(MODEL_KINDS)
-    assert set(config.WEIGHT_RULES) == set(core.WEIGHT_RULES)
-    assert set(config.WEIGHT_MODES) == set(core.WEIGHT_MODES)
-    assert set(config.DELTA_DTYPES) == set(core.DELTA_DTYPES)
-    assert set(config.POOLINGS) == set(POOLINGS)
-    from alphavil import device
-
-    assert set(config.DEVICES) == set(device.DEVICES)
-    assert set(config.PRECISIONS) == set(device.PRECISIONS)
-    param = [torch.nn.Parameter(torch.zeros(1))]
-    for name in config.OPTIMIZERS:
-        make_optimizer(name, param, 0.1)
-    with pytest.raises(ValueError):
-        make_optimizer("rmsprop", param, 0.1)
-
-
 def test_unknown_keys_name_the_nearest_valid_key():
     raw = tiny_raw()
     raw["alpha"]["gaurd"] = True
@@ -322,7 +297,7 @@ def test_sizes_beyond_memory_are_refused_before_prepare(tmp_path, monkeypatch):
     for split in ("train", "dev", "test"):
         with safe_open(f"data/prepared/{split}.safetensors", "pt") as f:
             stored += f.get_tensor("images").numel()  # one byte per pixel
-    estimate = memory.image_bytes(raw["data"])
+    estimate = memory.image_bytes(validate(raw).data)
     assert estimate >= stored
     monkeypatch.setattr(memory, "physical_memory", lambda: estimate)
     validate(raw)

@@ -277,7 +277,7 @@ def test_guard_off_writes_no_guard_entry(ctx):
 
 def _delta_at(ctx, weight, optimizer, mode, lr):
     """δ of the same fine-tune (same θ_0, same batches) at task weight `weight`."""
-    theta = trainable_state(build_model(ctx.params.section("model"), {"left": 10, "right": 10},
+    theta = trainable_state(build_model(ctx.params.model, {"left": 10, "right": 10},
                                         ctx.meta, seed=0))
     delta, _ = finetune_task(ctx.model, theta, ctx.split("train", "left"), "left",
                              weight=weight, ratio=1.0, batch_size=16, optimizer=optimizer,

@@ -5,11 +5,12 @@ import numpy as np
 import pytest
 import torch
 
+from alphavil.config import validate
 from alphavil.data import load_task_split
 from alphavil.digits import DigitSourceError, load_digits
 from alphavil.multimnist import build, compose, split_pools
 from alphavil.tasks import make_labels
-from testkit.params import tiny_raw
+from testkit.params import changed, tiny_raw
 
 
 @pytest.fixture(scope="module")
@@ -18,9 +19,8 @@ def sk_digits():
 
 
 def _data_params(**kw):
-    d = dict(tiny_raw()["data"])
-    d.update(kw)
-    return d
+    """The tiny params' data section with some keys changed, validated."""
+    return changed(validate(tiny_raw()), data=kw).data
 
 
 def test_sources_give_28x28_uint8_digits(sk_digits):

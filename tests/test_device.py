@@ -44,7 +44,7 @@ def test_cuda_without_cuda_is_one_line_params_error_before_anything_is_written(
     assert not layout.base_dir(0).exists()
     # what a stage script prints: the one line, exit status 2, no traceback
     with pytest.raises(SystemExit) as exit_:
-        cli.run("params.yaml", lambda pipeline: pipeline.train_base(0))
+        cli.run("params.yaml", lambda pipeline, params: pipeline.train_base(0, params))
     assert exit_.value.code == 2
     err_lines = capsys.readouterr().err.strip().splitlines()
     assert len(err_lines) == 1 and err_lines[0].startswith("error: train.device:")
@@ -214,7 +214,7 @@ def test_stage_timing_record(workdir, monkeypatch, tmp_path):
     path = tmp_path / "timing.jsonl"
     monkeypatch.setenv("ALPHAVIL_TIMING", str(path))
     monkeypatch.setattr(stagetime, "_marks", {})
-    cli.run("params.yaml", lambda pipeline: pipeline.train_base(0))
+    cli.run("params.yaml", lambda pipeline, params: pipeline.train_base(0, params))
     record = json.loads(path.read_text())
     # (heavy_modules is not checked here: other tests in this process import transformers;
     # test_stage_hot_path_... and tests/test_gpu_check.py check fresh stage processes)

@@ -11,7 +11,7 @@ from alphavil.methods import get_method
 from alphavil.methods.forkmerge import pick_lambda
 from alphavil.models import load_trainable, trainable_state
 
-from testkit.params import tiny_raw
+from testkit.params import changed, tiny_raw
 
 
 def _ctx(workdir, **sections):
@@ -70,7 +70,7 @@ def test_the_merge_weight_is_the_dev_best_of_the_grid(workdir):
     ctx = _ctx(workdir, train={"lr": 0.01},
                tasks={"left": {"label": "left", "label_noise": 0.0},
                       "twin": {"label": "left", "label_noise": 0.0}})
-    lambdas = ctx.params.raw["forkmerge"]["lambdas"]
+    lambdas = ctx.params.forkmerge.lambdas
     base = trainable_state(ctx.model)
     target_branch, _ = _run(ctx, "single_task", base, epochs=1)
     joint_branch, _ = _run(ctx, "uniform", base, epochs=1)
@@ -106,20 +106,20 @@ def test_interval_sets_how_often_it_forks_and_merges(workdir):
     base = trainable_state(ctx.model)
     _, state = _run(ctx, "forkmerge", base, epochs=1)
     assert len(state["forkmerge"]["lambda"]) == 3
-    grid = ctx.params.raw["forkmerge"]["lambdas"]
+    grid = ctx.params.forkmerge.lambdas
     assert all(lam in grid for lam in state["forkmerge"]["lambda"])
-    ctx.params.raw["forkmerge"]["interval"] = 2  # 2 rounds, then the last one
+    ctx.params = changed(ctx.params, forkmerge={"interval": 2})  # 2 rounds, then the last one
     _, state = _run(ctx, "forkmerge", base, epochs=1)
     assert len(state["forkmerge"]["lambda"]) == 2
-    ctx.params.raw["forkmerge"]["interval"] = None
+    ctx.params = changed(ctx.params, forkmerge={"interval": None})
     _, state = _run(ctx, "forkmerge", base, epochs=1)
     assert len(state["forkmerge"]["lambda"]) == 1
     # and the merges act: with λ held at 0.5 (at 0 or 1 a merge is one branch, and the
     # branches' optimizers carry on, so the interval would not show), merging every round
     # is another trajectory than merging once
-    ctx.params.raw["forkmerge"]["lambdas"] = [0.5]
+    ctx.params = changed(ctx.params, forkmerge={"lambdas": [0.5]})
     once, _ = _run(ctx, "forkmerge", base, epochs=1)
-    ctx.params.raw["forkmerge"]["interval"] = 1
+    ctx.params = changed(ctx.params, forkmerge={"interval": 1})
     often, _ = _run(ctx, "forkmerge", base, epochs=1)
     assert any(not torch.equal(often[n], once[n]) for n in once)
 
@@ -136,9 +136,8 @@ def test_bad_forkmerge_params_are_refused_naming_the_key(key, value):
 def test_forkmerge_params_default_to_the_documented_grid():
     raw = tiny_raw(baselines=["forkmerge"])
     del raw["forkmerge"]
-    assert validate(raw).methods == ["alphavil", "forkmerge"]
-    from alphavil.config import FORKMERGE
-
-    assert FORKMERGE["lambdas"].default == [0.0, 0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9,
-                                            1.0] == tiny_raw()["forkmerge"]["lambdas"]
-    assert FORKMERGE["interval"].default is None is tiny_raw()["forkmerge"]["interval"]
+    p = validate(raw)
+    assert p.methods == ["alphavil", "forkmerge"]
+    assert p.forkmerge.lambdas == [0.0, 0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9,
+                                   1.0] == tiny_raw()["forkmerge"]["lambdas"]
+    assert p.forkmerge.interval is None is tiny_raw()["forkmerge"]["interval"]

@@ -12,7 +12,7 @@ from alphavil.methods.gcs import GCS, cosine, gate
 from alphavil.models import trainable_state
 from alphavil.training import task_loss
 
-from testkit.params import tiny_raw
+from testkit.params import changed, tiny_raw
 
 
 def _ctx(workdir, **sections):
@@ -102,7 +102,7 @@ def test_real_auxiliary_task_heads_train_and_weighted_changes_the_result(workdir
     stats = state["gcs"]["right"]
     assert -1.0 < stats["mean_cosine"] < 1.0 and 0.0 < stats["applied"] <= 1.0
     assert not torch.equal(plain["heads.right.weight"], base["heads.right.weight"])
-    ctx.params.raw["gcs"]["weighted"] = True
+    ctx.params = changed(ctx.params, gcs={"weighted": True})
     weighted, state_w = _run(ctx, get_method("gcs")(ctx), base)
     assert state_w["gcs"]["right"]["applied"] > 0.0
     assert any(not torch.equal(plain[n], weighted[n]) for n in plain if n.startswith("trunk."))

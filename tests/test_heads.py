@@ -55,7 +55,9 @@ def test_per_task_heads_are_the_default_and_keep_every_task_apart(workdir):
     assert any(n.startswith("heads.again.") for n in delta)
     assert not any(n.startswith("heads.left.") for n in delta)
     # leaving the key out is the paper's model, bit for bit
-    model = {k: v for k, v in ctx.params.section("model").items() if k != "heads"}
+    raw = ctx.params.dump()
+    del raw["model"]["heads"]
+    model = validate(raw).model
     labels = {t: s.label for t, s in ctx.params.tasks.items()}
     default = build_model(model, {t: 10 for t in TASKS}, ctx.meta, 0, task_labels=labels)
     assert trainable_state(default).keys() == ours.keys()

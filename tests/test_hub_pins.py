@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 import yaml
 
+from alphavil.config.nlu import NLU_TASK, NLUModel
 from alphavil.nlu.sources import SourceError
 from testkit.params import ROOT, tiny_raw
 from needs import needs_module
@@ -93,7 +94,8 @@ def test_glue_task_passes_its_revision_to_load_dataset(monkeypatch):
             return datasets.DatasetDict({"train": split, "validation": split})
 
     monkeypatch.setattr(sources, "_datasets", lambda: FakeDatasets)
-    sources.load_glue({"source": "glue", "name": "rte", "revision": "abc"}, "tasks.t")
+    sources.load_glue(NLU_TASK.validate_python({"source": "glue", "name": "rte",
+                                                "revision": "abc"}), "tasks.t")
     assert calls == [("nyu-mll/glue", "rte", {"revision": "abc"})]
 
 
@@ -114,8 +116,9 @@ def test_hub_encoder_and_tokenizer_load_their_revision_from_safetensors(monkeypa
     _record(monkeypatch, transformers.AutoConfig, calls, config)
     _record(monkeypatch, transformers.AutoModel, calls, "the model")
     _record(monkeypatch, transformers.AutoTokenizer, calls, "the tokenizer")
-    params = {"encoder": "org/encoder", "encoder_revision": "v1.2", "init": "pretrained"}
-    assert load_encoder(params) == "the model"
+    model = NLUModel(kind="transformer", encoder="org/encoder", encoder_revision="v1.2",
+                     init="pretrained")
+    assert load_encoder(model) == "the model"
     assert load_tokenizer("org/encoder", "v1.2") == "the tokenizer"
     by_class = {name: (path, kw) for name, path, kw in calls}
     assert by_class["AutoConfig"] == ("org/encoder", {"revision": "v1.2"})
@@ -146,5 +149,5 @@ def test_prepared_data_of_another_tokenizer_revision_is_refused():
 
     meta = {"setting": "nlu", "tokenizer": {"name": "org/encoder", "revision": "v1"}}
     with pytest.raises(SourceError, match="tokenised with 'org/encoder' at revision 'v1'"):
-        build_transformer_model({"encoder": "org/encoder", "encoder_revision": "v2"},
-                                {"t": 2}, meta)
+        build_transformer_model(NLUModel(kind="transformer", encoder="org/encoder",
+                                         encoder_revision="v2"), {"t": 2}, meta)

@@ -6,9 +6,10 @@ import torch
 
 from alphavil import pipeline
 from alphavil.config import ParamsError, load_params, validate
+from alphavil.config.schema import DIW
 from alphavil.context import RunContext
 from alphavil.methods import METHODS, get_method
-from alphavil.methods.diw import MAX_EXAMPLES, kmm_weights, largest_eigenvalue, project
+from alphavil.methods.diw import kmm_weights, largest_eigenvalue, project
 from alphavil.models import load_trainable, trainable_state
 
 
@@ -81,7 +82,7 @@ def test_diw_reweights_the_auxiliary_task_and_trains_with_the_weights(workdir):
     st = state["diw"]["right"]
     assert st["mean"] == pytest.approx(1.0, abs=1e-6)
     # really reweighted: a solver returning all ones would give min = max = 1, ESS 1
-    assert 0.0 <= st["min"] < 0.9 and 1.1 < st["max"] <= ctx.params.raw["diw"]["max_weight"]
+    assert 0.0 <= st["min"] < 0.9 and 1.1 < st["max"] <= ctx.params.diw.max_weight
     assert 0.0 < st["ess_fraction"] < 1.0
     # and the weights act: uniform MTL is DIW with every weight 1
     assert any(not torch.equal(diw[n], uniform[n]) for n in diw)
@@ -253,14 +254,15 @@ def _clusters(n_near, n_far, n_target, seed=0, dim=2):
     return torch.cat([near, far]), target
 
 
-def test_default_max_examples_keeps_the_exact_kmm_bit_for_bit():
+def test_default_max_examples_keeps_the_exact_kmm_bit_for_bit(tiny):
     """The default pipeline's DIW (3,000 examples per auxiliary task) is one exact solve:
     the same weights, byte for byte, as without the knob."""
-    assert MAX_EXAMPLES >= 3000
+    default = validate(tiny()).diw.max_examples  # params.yaml's, and the schema's default
+    assert default >= 3000 and default == DIW().max_examples
     source, target = _clusters(1500, 1500, 500, dim=16)
     want = _kmm_one_solve(source, target, max_weight=10.0, iterations=100)
     got = kmm_weights(source, target, max_weight=10.0, iterations=100,
-                      max_examples=MAX_EXAMPLES, g=torch.Generator().manual_seed(0))
+                      max_examples=default, g=torch.Generator().manual_seed(0))
     assert torch.equal(got, want)
 
 

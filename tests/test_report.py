@@ -1,9 +1,7 @@
 """The report's statistics against independent values (closed forms, scipy.stats), and how
 it shows α that was not estimated and merges alpha.guard refused."""
 
-import copy
 import csv
-import dataclasses
 import math
 
 import numpy as np
@@ -390,10 +388,10 @@ def test_weights_plot_draws_one_line_per_task_with_mean_and_min_max_band():
 
 def test_weights_legend_marks_each_tasks_role_where_params_gives_one():
     params = _params()
-    raw = copy.deepcopy(params.raw)
+    raw = params.dump()
     raw["tasks"]["right"]["role"] = "harmful"
     raw["tasks"]["left"]["role"] = "helpful"
-    labels = task_labels(dataclasses.replace(params, raw=raw))
+    labels = task_labels(validate(raw))
     assert labels == {"left": "left (target, helpful)", "right": "right (harmful)"}
     fig = weights_figure(weight_rows(params, _weighted_records()), labels, len(SEEDS))
     assert [t.get_text() for t in fig.axes[0].get_legend().get_texts()] == \

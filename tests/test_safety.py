@@ -87,7 +87,14 @@ def test_study_restores_params_yaml_when_the_check_refuses(tmp_path, monkeypatch
     `dvc exp run` refuses it and leaves params.yaml as it was."""
     from alphavil import study
 
-    monkeypatch.setattr(study, "validate", lambda raw, source="params.yaml": None)
+    class LetThrough:  # a validation that accepts the params as they are
+        def __init__(self, raw, source="params.yaml"):
+            self.raw = raw
+
+        def dump(self):
+            return self.raw
+
+    monkeypatch.setattr(study, "validate", LetThrough)
     monkeypatch.setattr(study, "check_data_source", lambda params: None)
     folder = _project(tmp_path, tiny_raw())
     before = (folder / "params.yaml").read_text()

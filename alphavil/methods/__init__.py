@@ -1,25 +1,14 @@
-"""The one registry of training methods, selected by name in params.yaml (`methods:`).
-Adding a method is one module with a `Method` subclass, one line here and its name in
-config.BASELINES (params.yaml is validated without importing torch; tests/test_config.py
-checks that the two agree)."""
+"""The training methods, selected by name in params.yaml (`baselines:`; αVIL always runs).
+Adding a method is one module with a `Method` subclass and one line in
+alphavil/registry.py METHODS (its name there is what params.yaml says)."""
 
 from __future__ import annotations
 
-from .alphavil import AlphaVIL
+from .. import registry
 from .base import Method
-from .diw import DIW
-from .forkmerge import ForkMerge
-from .gcs import GCS
-from .joint import SingleTask, UniformMTL
 
-METHODS: dict[str, type[Method]] = {
-    AlphaVIL.name: AlphaVIL,
-    UniformMTL.name: UniformMTL,
-    SingleTask.name: SingleTask,
-    DIW.name: DIW,
-    ForkMerge.name: ForkMerge,
-    GCS.name: GCS,
-}
+METHODS: dict[str, type[Method]] = {name: registry.load(target)
+                                    for name, target in registry.METHODS.items()}
 
 
 def get_method(name: str) -> type[Method]:

@@ -6,7 +6,7 @@ from __future__ import annotations
 from typing import Callable, Iterable
 
 from ..config import EpochSpec
-from ..core import (DELTA_DTYPES, combine_scale, estimate_alpha, finetune_steps, finetune_task,
+from ..core import (combine_scale, delta_dtype, estimate_alpha, finetune_steps, finetune_task,
                     merge, merge_accepted, update_weights)
 from ..seeding import generator
 from ..training import PassStats
@@ -14,7 +14,6 @@ from .base import Method, Params
 
 
 class AlphaVIL(Method):
-    name = "alphavil"
     staged = True
 
     def initial_state(self) -> dict:
@@ -24,7 +23,7 @@ class AlphaVIL(Method):
         """What decides a fine-tune's length: the task's weight, ρ and the batch size."""
         p = self.ctx.params.for_epoch(epoch.id)
         return {"weight": float(state["weights"][task]),
-                "ratio": p["alphavil"]["sample_ratio"], "batch_size": p["train"]["batch_size"]}
+                "ratio": p.alphavil.sample_ratio, "batch_size": p.train.batch_size}
 
     def finetune_steps(self, epoch: EpochSpec, state: dict, task: str) -> int:
         return finetune_steps(len(self.ctx.split("train", task)),
@@ -35,11 +34,11 @@ class AlphaVIL(Method):
         p = self.ctx.params.for_epoch(epoch.id)
         return finetune_task(
             self.ctx.model, theta, self.ctx.split("train", task), task,
-            **self._pass(epoch, state, task), optimizer=p["train"]["optimizer"],
-            lr=p["train"]["lr"], g=generator(self.ctx.seed, epoch.id, task, "sample"),
+            **self._pass(epoch, state, task), optimizer=p.train.optimizer,
+            lr=p.train.lr, g=generator(self.ctx.seed, epoch.id, task, "sample"),
             where=f"seed {self.ctx.seed}, epoch {epoch.id}, fine-tune of task {task!r}",
-            delta_dtype=DELTA_DTYPES[p["alphavil"].get("delta_dtype", "float32")],
-            weight_mode=p["alphavil"].get("weight_mode", "step"), on_step=on_step)
+            delta_dtype=delta_dtype(p.alphavil.delta_dtype),
+            weight_mode=p.alphavil.weight_mode, on_step=on_step)
 
     def active_tasks(self, epoch: EpochSpec, state: dict) -> list[str]:
         """The tasks whose fine-tune trains this epoch. A task at weight 0 took no step, so
@@ -49,17 +48,15 @@ class AlphaVIL(Method):
 
     def estimate(self, epoch: EpochSpec, theta: Params, deltas: dict[str, Params],
                  state: dict) -> tuple[dict[str, float | None], dict]:
-        a = self.ctx.params.for_epoch(epoch.id)["alpha"]
+        a = self.ctx.params.for_epoch(epoch.id).alpha
         tasks = [t for t in self.active_tasks(epoch, state) if t in deltas]
         alphas, trace = estimate_alpha(
             self.ctx.model, theta, [deltas[t] for t in tasks],
             self.ctx.split("dev", self.ctx.target), self.ctx.target,
-            init=a["init"], steps=a["steps"] if tasks else 0, lr=a["lr"],
-            optimizer=a["optimizer"],
-            batch_size=a["batch_size"], g=generator(self.ctx.seed, epoch.id, "alpha"),
+            init=a.init, steps=a.steps if tasks else 0, lr=a.lr, optimizer=a.optimizer,
+            batch_size=a.batch_size, g=generator(self.ctx.seed, epoch.id, "alpha"),
             where=f"seed {self.ctx.seed}, epoch {epoch.id}, α estimation",
-            guard=bool(a.get("guard", False)),
-            scale=combine_scale(a.get("combine", "sum"), len(tasks)))
+            guard=a.guard, scale=combine_scale(a.combine, len(tasks)))
         fitted = dict(zip(tasks, alphas))
         return {t: fitted.get(t) for t in deltas}, trace
 
@@ -69,7 +66,7 @@ class AlphaVIL(Method):
             return dict(theta)
         # a task whose α was not estimated took no step: its δ is 0 and adds nothing; the
         # estimated ones are the K deltas α was fitted over (alpha.combine: mean weighs by 1/K)
-        scale = combine_scale(self.ctx.params.section("alpha").get("combine", "sum"),
+        scale = combine_scale(self.ctx.params.alpha.combine,
                               sum(a is not None for a in alphas.values()))
         return merge(theta, ((scale * alphas[t], d) for t, d in deltas if alphas[t] is not None))
 
@@ -78,9 +75,8 @@ class AlphaVIL(Method):
         if not accepted:
             # the next epoch retries from the same θ and weights, with fresh samples
             return {"weights": dict(state["weights"]), "alpha": alphas, "merge_rejected": True}
-        av = self.ctx.params.for_epoch(epoch.id)["alphavil"]
-        weights = update_weights(state["weights"], alphas, av["weight_rule"],
-                                 av.get("weight_floor"))
+        av = self.ctx.params.for_epoch(epoch.id).alphavil
+        weights = update_weights(state["weights"], alphas, av.weight_rule, av.weight_floor)
         return {"weights": weights, "alpha": alphas}
 
     def run_epoch(self, epoch: EpochSpec, theta: Params, state: dict) -> tuple[Params, dict]:

@@ -16,10 +16,6 @@ from ..data import TaskSplit
 from ..seeding import generator
 from .joint import JointTraining
 
-# diw.max_examples: up to this many examples per auxiliary task, KMM is exact (one kernel over
-# all of them: 4,000 take 128 MB in float64); beyond, a partition of parts this large.
-MAX_EXAMPLES = 4000
-
 
 @torch.no_grad()
 def features(model, split: TaskSplit, idx: torch.Tensor, batch_size: int = 512) -> torch.Tensor:
@@ -123,11 +119,11 @@ def project(beta: torch.Tensor, max_weight: float) -> torch.Tensor:
 
 
 class DIW(JointTraining):
-    name = "diw"
-
     def before_epoch(self, epoch: EpochSpec, state: dict,
                      indices: dict[str, torch.Tensor]) -> dict:
-        cfg = self.ctx.params.raw.get("diw", {})
+        # diw.max_examples: up to this many examples per auxiliary task, KMM is exact (one
+        # kernel over all of them: 4,000 take 128 MB in float64); beyond, parts this large
+        cfg = self.ctx.params.for_epoch(epoch.id).diw
         model, target = self.ctx.model, self.ctx.target
         dev = self.ctx.split("dev", target)
         dev_feats = features(model, dev, torch.arange(len(dev)))
@@ -138,9 +134,8 @@ class DIW(JointTraining):
                 continue
             split = self.ctx.split("train", task)
             beta = kmm_weights(features(model, split, idx), dev_feats,
-                               max_weight=float(cfg.get("max_weight", 10.0)),
-                               iterations=int(cfg.get("iterations", 100)),
-                               max_examples=int(cfg.get("max_examples", MAX_EXAMPLES)),
+                               max_weight=float(cfg.max_weight), iterations=cfg.iterations,
+                               max_examples=cfg.max_examples,
                                g=generator(self.ctx.seed, epoch.id, task, "diw"))
             full = torch.ones(len(split), dtype=torch.float32)
             full[idx] = beta.float()

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import torch
 
-from ..config import FORKMERGE, EpochSpec
+from ..config import EpochSpec
 from ..core import compute_delta, merge
 from ..models import load_trainable, trainable_state
 from ..training import evaluate, train_pass
@@ -25,16 +25,13 @@ def pick_lambda(scores: dict[float, dict[str, float]], metric: str) -> float:
 
 
 class ForkMerge(JointTraining):
-    name = "forkmerge"
-
     def epoch_passes(self, sizes: dict[str, int], batch_size: int) -> int:
         # the target-only branch trains on the target's batches, the joint one on all
         return sizes[self.ctx.target] + sum(sizes.values())
 
     def run_epoch(self, epoch: EpochSpec, theta: Params, state: dict) -> tuple[Params, dict]:
-        cfg = self.ctx.params.for_epoch(epoch.id).get("forkmerge") or {}
-        interval = cfg.get("interval", FORKMERGE["interval"].default)
-        lambdas = [float(v) for v in cfg.get("lambdas", FORKMERGE["lambdas"].default)]
+        cfg = self.ctx.params.for_epoch(epoch.id).forkmerge
+        interval, lambdas = cfg.interval, [float(v) for v in cfg.lambdas]
         model, target = self.ctx.model, self.ctx.target
         dev = self.ctx.split("dev", target)
         metric = self.ctx.meta["tasks"][target].get("metric") or "acc"

@@ -17,7 +17,7 @@ import torch
 
 from .. import distributed
 from ..budget import batch_sizes
-from ..config import GCS as GCS_PARAMS, EpochSpec
+from ..config import EpochSpec
 from ..models import load_trainable, trainable_state
 from ..training import Batch, _sharded_loss, task_loss
 from .base import Params
@@ -46,8 +46,6 @@ def gate(cos: float, weighted: bool) -> float:
 
 
 class GCS(JointTraining):
-    name = "gcs"
-
     def epoch_passes(self, sizes: dict[str, int], batch_size: int) -> int:
         # a step per target batch, each computing one batch of every task (an auxiliary
         # task with fewer batches starts over, as in run_epoch)
@@ -65,8 +63,7 @@ class GCS(JointTraining):
         return loss, loss.detach()
 
     def run_epoch(self, epoch: EpochSpec, theta: Params, state: dict) -> tuple[Params, dict]:
-        cfg = self.ctx.params.for_epoch(epoch.id).get("gcs") or {}
-        weighted = bool(cfg.get("weighted", GCS_PARAMS["weighted"].default))
+        weighted = self.ctx.params.for_epoch(epoch.id).gcs.weighted
         model, target = self.ctx.model, self.ctx.target
         load_trainable(model, theta)
         streams, state = self.streams(epoch, state)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 
 from .. import budget
-from ..config import EpochSpec
+from ..config import EpochSpec, Params
 from ..models import load_trainable, trainable_state
 from ..seeding import generator
 from ..training import Batch, make_optimizer, sample_indices, task_batches, train_pass
@@ -47,40 +47,40 @@ class JointTraining(Method):
         state `before_epoch` returns. The model must hold the epoch's starting θ."""
         p = self.ctx.params.for_epoch(epoch.id)
         indices = {task: sample_indices(len(self.ctx.split("train", task)),
-                                        p["alphavil"]["sample_ratio"],
+                                        p.alphavil.sample_ratio,
                                         generator(self.ctx.seed, epoch.id, task, "sample"))
                    for task in self.epoch_tasks()}
         seen = indices
-        if (p.get("budget") or {}).get("match", "epochs") == "compute":
+        if p.budget.match == "compute":
             indices = self.compute_matched(epoch, p, indices)
             seen = {t: budget.seen_once(seen[t], i) for t, i in indices.items()}
         # before_epoch sees every example the epoch trains on, once (DIW weights each one)
         state = self.before_epoch(epoch, state, seen)
         # what the epoch spends, to compare methods' compute (alphavil/budget.py)
         state = {**state, "passes": self.epoch_passes(
-            {t: len(i) for t, i in indices.items()}, p["train"]["batch_size"])}
+            {t: len(i) for t, i in indices.items()}, p.train.batch_size)}
         return {task: list(task_batches(task, self.ctx.split("train", task), idx,
-                                        p["train"]["batch_size"],
+                                        p.train.batch_size,
                                         self.example_weights(epoch, task, idx, state)))
                 for task, idx in indices.items()}, state
 
-    def compute_matched(self, epoch: EpochSpec, p: dict,
+    def compute_matched(self, epoch: EpochSpec, p: Params,
                         indices: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
         """The epoch's indices stretched to αVIL's planned example passes for this epoch."""
         sizes = {t: len(self.ctx.split("train", t)) for t in self.ctx.tasks}
-        ratio = p["alphavil"]["sample_ratio"]
+        ratio = p.alphavil.sample_ratio
         planned = budget.alphavil_passes(
             sizes, ratio, len(self.ctx.split("dev", self.ctx.target)),
-            p["alpha"]["steps"], p["alpha"]["batch_size"])
+            p.alpha.steps, p.alpha.batch_size)
         factor = budget.fit_factor(planned, {t: len(i) for t, i in indices.items()},
-                                   lambda n: self.epoch_passes(n, p["train"]["batch_size"]))
+                                   lambda n: self.epoch_passes(n, p.train.batch_size))
         return budget.stretch(indices, factor, sizes, ratio, self.ctx.seed, epoch.id)
 
     def optimizer(self, epoch: EpochSpec):
         """A fresh optimizer over every trainable parameter, at the epoch's learning rate."""
-        p = self.ctx.params.for_epoch(epoch.id)
-        return make_optimizer(p["train"]["optimizer"], [q for q in self.ctx.model.parameters()
-                                                        if q.requires_grad], p["train"]["lr"])
+        t = self.ctx.params.for_epoch(epoch.id).train
+        return make_optimizer(t.optimizer, [q for q in self.ctx.model.parameters()
+                                            if q.requires_grad], t.lr)
 
     def run_epoch(self, epoch: EpochSpec, theta: Params, state: dict) -> tuple[Params, dict]:
         model = self.ctx.model
@@ -93,12 +93,10 @@ class JointTraining(Method):
 
 class UniformMTL(JointTraining):
     """Standard multitask training: every task, equal weights."""
-    name = "uniform"
 
 
 class SingleTask(JointTraining):
     """The target task alone."""
-    name = "single_task"
 
     def epoch_tasks(self) -> list[str]:
         return [self.ctx.target]

@@ -22,11 +22,9 @@ from ..models import MultiTaskModel
 from .encoder import one_line, pinned, resolve
 from .sources import SourceError
 
-POOLINGS = {"mean", "cls", "pooler"}  # also in config.py (validation imports no torch)
-
 
 class EncoderTrunk(nn.Module):
-    def __init__(self, encoder: nn.Module, pooling: str):
+    def __init__(self, encoder: nn.Module, pooling: str):  # model.pooling (registry.POOLINGS)
         super().__init__()
         self.encoder = encoder
         self.pooling = pooling
@@ -69,18 +67,19 @@ def transformer_layers(encoder: nn.Module) -> nn.ModuleList:
                       f"{type(encoder).__name__}; set model.train_layers: null")
 
 
-def load_encoder(model_params: dict) -> nn.Module:
+def load_encoder(model) -> nn.Module:
+    """The encoder the NLU model section (config.nlu.NLUModel) names."""
     from transformers import AutoConfig, AutoModel
 
-    name, revision = model_params["encoder"], model_params.get("encoder_revision")
+    name, revision = model.encoder, model.encoder_revision
     path = resolve(name, revision)
     overrides = {}
-    if model_params.get("dropout") is not None:
-        overrides = {"hidden_dropout_prob": float(model_params["dropout"]),
-                     "attention_probs_dropout_prob": float(model_params["dropout"])}
+    if model.dropout is not None:
+        overrides = {"hidden_dropout_prob": float(model.dropout),
+                     "attention_probs_dropout_prob": float(model.dropout)}
     try:
         config = AutoConfig.from_pretrained(path, revision=revision, **overrides)
-        if model_params.get("init", "pretrained") == "random":
+        if model.init == "random":
             # seeded by models.build_model: the same seed gives the same weights
             return AutoModel.from_config(config)
         return AutoModel.from_pretrained(path, config=config, revision=revision,
@@ -91,28 +90,27 @@ def load_encoder(model_params: dict) -> nn.Module:
                           ) from None
 
 
-def build_transformer_model(model_params: dict, task_classes: dict[str, int],
+def build_transformer_model(model, task_classes: dict[str, int],
                             data_meta: dict) -> MultiTaskModel:
+    """The NLU model section's (config.nlu.NLUModel) encoder and a head per task."""
     if data_meta.get("setting") != "nlu":
         raise SourceError("model.kind 'transformer' needs NLU prepared data (setting: nlu); "
                           "re-run the prepare stage")
     tok = data_meta["tokenizer"]
-    if (tok["name"], tok.get("revision")) != (model_params["encoder"],
-                                              model_params.get("encoder_revision")):
+    if (tok["name"], tok.get("revision")) != (model.encoder, model.encoder_revision):
         raise SourceError(f"data/prepared was tokenised with {tok['name']!r}"
                           f"{pinned(tok.get('revision'))} but model.encoder is "
-                          f"{model_params['encoder']!r}"
-                          f"{pinned(model_params.get('encoder_revision'))}; set "
+                          f"{model.encoder!r}{pinned(model.encoder_revision)}; set "
                           "data.tokenizer (and data.tokenizer_revision) to the encoder's and "
                           "re-run prepare")
-    encoder = load_encoder(model_params)
+    encoder = load_encoder(model)
     vocab = encoder.get_input_embeddings().num_embeddings
     if tok["vocab_size"] > vocab:
         raise SourceError(f"tokenizer {tok['name']!r} has {tok['vocab_size']} ids, the encoder's "
                           f"embedding only {vocab}")
-    if model_params.get("freeze_embeddings", False):
+    if model.freeze_embeddings:
         encoder.get_input_embeddings().weight.requires_grad_(False)
-    n_top = model_params.get("train_layers")
+    n_top = model.train_layers
     if n_top is not None:
         layers = transformer_layers(encoder)
         if n_top > len(layers):
@@ -120,24 +118,24 @@ def build_transformer_model(model_params: dict, task_classes: dict[str, int],
         trainable = {id(p) for layer in list(layers)[len(layers) - n_top:]
                      for p in layer.parameters()}
         pooler = getattr(encoder, "pooler", None)
-        if pooler is not None and model_params.get("pooling", "mean") == "pooler":
+        if pooler is not None and model.pooling == "pooler":
             trainable |= {id(p) for p in pooler.parameters()}
         for p in encoder.parameters():
             if id(p) not in trainable:
                 p.requires_grad_(False)
-    elif model_params.get("pooling", "mean") != "pooler":
+    elif model.pooling != "pooler":
         # an unused pooler would get no gradient; keep it out of checkpoints and deltas
         pooler = getattr(encoder, "pooler", None)
         if pooler is not None:
             for p in pooler.parameters():
                 p.requires_grad_(False)
-    if model_params.get("lora") is not None:
-        encoder = add_lora(encoder, model_params["lora"], n_top)
-    trunk = EncoderTrunk(encoder, model_params.get("pooling", "mean"))
+    if model.lora is not None:
+        encoder = add_lora(encoder, model.lora, n_top)
+    trunk = EncoderTrunk(encoder, model.pooling)
     return MultiTaskModel(trunk, trunk.out_dim, task_classes)
 
 
-def add_lora(encoder: nn.Module, lora: dict, n_top: int | None) -> nn.Module:
+def add_lora(encoder: nn.Module, lora, n_top: int | None) -> nn.Module:
     """Wrap the encoder in peft LoRA adapters: W x + (alpha/rank)·B A x on every module named
     in `targets`, in the top `n_top` layers (all layers when None). peft freezes every
     pretrained weight, so what trains (and what deltas and merges cover) is each adapter's
@@ -151,13 +149,13 @@ def add_lora(encoder: nn.Module, lora: dict, n_top: int | None) -> nn.Module:
     if n_top is not None:
         total = len(transformer_layers(encoder))
         layers = list(range(total - n_top, total))
-    config = LoraConfig(r=int(lora["rank"]), lora_alpha=float(lora["alpha"]),
-                        lora_dropout=float(lora.get("dropout", 0.0)),
-                        target_modules=list(lora["targets"]), layers_to_transform=layers,
+    config = LoraConfig(r=int(lora.rank), lora_alpha=float(lora.alpha),
+                        lora_dropout=float(lora.dropout),
+                        target_modules=list(lora.targets), layers_to_transform=layers,
                         bias="none")
     try:
         with warnings.catch_warnings():  # peft calls a deprecated transformers helper
             warnings.simplefilter("ignore", FutureWarning)
             return get_peft_model(encoder, config)
     except ValueError as err:  # peft: "Target modules ... not found in the base model"
-        raise SourceError(f"model.lora.targets {list(lora['targets'])}: {err}") from None
+        raise SourceError(f"model.lora.targets {list(lora.targets)}: {err}") from None

@@ -35,9 +35,11 @@ SPLITS = ("train", "dev", "test")
 DRAW_ORDER = ("dev", "test", "train")
 
 
-def _group_key(spec: dict) -> str:
-    """Tasks with the same source and loader options share (and split) one pool."""
-    keep = {k: v for k, v in spec.items()
+def _group_key(spec) -> str:
+    """Tasks with the same source and loader options share (and split) one pool. The key
+    (which also seeds the pool's shuffle) holds the options that differ from their
+    defaults, so spelling a default out in params.yaml leaves the draws as they are."""
+    keep = {k: v for k, v in spec.model_dump(mode="json", exclude_defaults=True).items()
             if k not in {"view", "label_noise", "n_train", "n_dev", "n_test", "metric"}}
     return json.dumps(keep, sort_keys=True)
 
@@ -98,44 +100,42 @@ def _noisy(labels: np.ndarray, noise: float, classes: int, rng: np.random.Genera
 def select_examples(params: Params) -> tuple[dict[str, dict[str, Pool]], dict[str, dict],
                                              dict[str, View]]:
     """{task: {split: Pool with class-id raw labels}}, per-task info, and views."""
-    d = params.section("data")
-    specs = params.raw["tasks"]
-    defaults = {s: d.get(f"n_{s}") for s in SPLITS}
+    d, specs = params.data, params.tasks
     groups: dict[str, list[str]] = {}
-    for name in params.tasks:
-        groups.setdefault(_group_key(specs[name]), []).append(name)
+    for name, spec in specs.items():
+        groups.setdefault(_group_key(spec), []).append(name)
 
     out: dict[str, dict[str, Pool]] = {}
     info: dict[str, dict] = {}
     views: dict[str, View] = {}
     for gkey, names in groups.items():
-        source = specs[names[0]]["source"]
+        source = specs[names[0]].source
         say(f"prepare: loading source {source!r} for task(s) {names}")
         pools = LOADERS[source](specs[names[0]], f"tasks.{names[0]}")
         if "train" not in pools:
             raise SourceError(f"tasks.{names[0]}: source {source!r} gave no training rows")
-        rng = np.random.default_rng([d["seed"], zlib.crc32(gkey.encode())])
+        rng = np.random.default_rng([d.seed, zlib.crc32(gkey.encode())])
         orders = {s: rng.permutation(len(p)) for s, p in sorted(pools.items())}
         used = {s: np.zeros(len(p), dtype=bool) for s, p in pools.items()}
         for name in names:
             spec = specs[name]
-            view = task_view(source, params.tasks[name].label, spec, pools, f"tasks.{name}")
+            view = task_view(spec, pools, f"tasks.{name}")
             views[name] = view
             out[name] = {}
             for split in DRAW_ORDER:
                 # a user's own dev/test file is used whole unless n_<split> is set
-                n = spec.get(f"n_{split}")
+                n = getattr(spec, f"n_{split}")
                 strict = n is not None
                 src = split if split in pools else "train"
                 if n is None and not (source == "files" and src == split):
-                    n = defaults[split]
+                    n = getattr(d, f"n_{split}")
                 labels = _labels(pools[src], view)
                 idx = draw(labels, orders[src], used[src], n, view, f"tasks.{name}.n_{split}",
                            strict)
                 chosen = pools[src].take(idx)
                 chosen.raw = [labels[i] for i in idx]
                 out[name][split] = chosen
-            info[name] = {"source": source, "view": params.tasks[name].label,
+            info[name] = {"source": source, "view": spec.view_name,
                           "drawn_from": {s: (s if s in pools else "train") for s in SPLITS}}
     return out, info, views
 
@@ -161,9 +161,9 @@ def _truncated_fraction(tokenizer, pool: Pool, max_length: int) -> float:
 
 def prepare_nlu(params: Params, out_dir: str | Path) -> None:
     out_dir = Path(out_dir)
-    d = params.section("data")
-    max_length = int(d["max_length"])
-    tokenizer = load_tokenizer(d["tokenizer"], d.get("tokenizer_revision"))
+    d = params.data
+    max_length = int(d.max_length)
+    tokenizer = load_tokenizer(d.tokenizer, d.tokenizer_revision)
     examples, info, views = select_examples(params)
 
     tensors: dict[str, dict[str, torch.Tensor]] = {s: {} for s in SPLITS}
@@ -171,7 +171,7 @@ def prepare_nlu(params: Params, out_dir: str | Path) -> None:
     meta_tasks = {}
     for name, splits in examples.items():
         view = views[name]
-        spec = params.raw["tasks"][name]
+        spec = params.tasks[name]
         regression = view.num_classes == 1
         for split, pool in splits.items():
             for k, v in tokenize(tokenizer, pool, max_length).items():
@@ -181,8 +181,8 @@ def prepare_nlu(params: Params, out_dir: str | Path) -> None:
             else:
                 labels = np.asarray(pool.raw, dtype=np.int64)
                 if split == "train":
-                    labels = _noisy(labels, float(spec.get("label_noise", 0.0)),
-                                    view.num_classes, task_rng(d["seed"], name))
+                    labels = _noisy(labels, float(spec.label_noise), view.num_classes,
+                                    task_rng(d.seed, name))
             tensors[split][f"label.{name}"] = torch.from_numpy(labels)
             texts[f"{name}.{split}"] = "".join(
                 json.dumps({"text_a": a, **({"text_b": pool.text_b[i]} if pool.text_b else {}),
@@ -197,7 +197,7 @@ def prepare_nlu(params: Params, out_dir: str | Path) -> None:
             "label_names": list(view.label_names),
             "metric": task_metric(spec, view),
             "metrics": list(reported_metrics(view)),
-            "label_noise": float(spec.get("label_noise", 0.0)),
+            "label_noise": float(spec.label_noise),
             "sizes": {s: len(p) for s, p in splits.items()},
             "class_counts": counts,
             "truncated": {s: round(_truncated_fraction(tokenizer, p, max_length), 4)
@@ -213,11 +213,10 @@ def prepare_nlu(params: Params, out_dir: str | Path) -> None:
         write_text(out_dir / "text" / f"{key}.jsonl", text)
     write_json(out_dir / "meta.json", {
         "setting": "nlu",
-        "tokenizer": {"name": d["tokenizer"], "class": type(tokenizer).__name__,
+        "tokenizer": {"name": d.tokenizer, "class": type(tokenizer).__name__,
                       "vocab_size": len(tokenizer), "max_length": max_length,
                       # only when pinned: meta.json of unpinned runs stays as it was
-                      **({"revision": d["tokenizer_revision"]}
-                         if d.get("tokenizer_revision") else {})},
+                      **({"revision": d.tokenizer_revision} if d.tokenizer_revision else {})},
         "tasks": meta_tasks,
     })
     say("prepare: " + "; ".join(

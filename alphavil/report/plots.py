@@ -93,13 +93,11 @@ def curves_figure(acc: dict[str, list[TargetRow]], aw: dict[str, list[AlphaRow]]
 def task_labels(params: Params) -> dict[str, str]:
     """Legend names: the target marked, and a task's ground-truth class where params gives
     one (`tasks.<name>.role`, e.g. helpful, unrelated, harmful)."""
-    raw = params.raw.get("tasks") or {}
     labels = {}
-    for t in params.tasks:
+    for t, spec in params.tasks.items():
         marks = ["target"] if t == params.target else []
-        spec = raw.get(t)
-        if isinstance(spec, dict) and spec.get("role") is not None:
-            marks.append(str(spec["role"]))
+        if spec.role is not None:
+            marks.append(spec.role)
         labels[t] = f"{t} ({', '.join(marks)})" if marks else t
     return labels
 

@@ -95,7 +95,7 @@ def summarise(params: Params, records: list[dict], metric: str | None = None) ->
                     entry[f"ranking_{by}"] = mean_estimated(per_seed)[0]
                     entry[f"ranking_{by}_per_seed"] = dict(zip(map(str, params.seeds), per_seed))
             entry["by_epoch"] = _by_epoch(params, by_run, roles)
-            if params.section("alpha").get("guard", False):
+            if params.alpha.guard:
                 refused = [f"s{r['seed']} {r['epoch']}" for seed in params.seeds
                            for r in by_run[(method, seed)] if r.get("merge_rejected")]
                 entry["merges_rejected"] = len(refused)

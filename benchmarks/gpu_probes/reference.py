@@ -27,9 +27,9 @@ def child_reference(workdir: str, raw: dict) -> dict:
         pipeline.train_base(seed)
         for ep in params.epochs:
             for task in params.tasks:
-                pipeline.finetune(seed, ep.id, task, dict(ep.overrides))
-            pipeline.estimate_alpha(seed, ep.id, dict(ep.overrides))
-            pipeline.merge(seed, ep.id, dict(ep.overrides))
+                pipeline.finetune(seed, ep.id, task, ep.given)
+            pipeline.estimate_alpha(seed, ep.id, ep.given)
+            pipeline.merge(seed, ep.id, ep.given)
         for method in params.methods[1:]:
             pipeline.train_method(method, seed)
     pipeline.evaluate()

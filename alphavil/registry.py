@@ -1,0 +1,62 @@
+"""Every name params.yaml may give for something the code implements, in one torch-free place.
+
+params.yaml is validated before torch is imported (alphavil/cli.py), so the schema cannot
+read the names off the torch modules that implement them. Instead each name is written
+here once: the schema's choices are these keys, and the code that runs a name finds its
+implementation here ("module:attribute", imported only when asked for) or dispatches on
+the name itself where the implementation is a branch (weight modes, combines, optimizers).
+tests/test_registry.py resolves every name to a working implementation.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+# Training methods (alphavil/methods/). αVIL runs as per-epoch stages; the others are the
+# baselines params.yaml may list, each run by one train_method stage.
+ALPHAVIL = "alphavil"
+METHODS = {
+    ALPHAVIL: "alphavil.methods.alphavil:AlphaVIL",
+    "uniform": "alphavil.methods.joint:UniformMTL",
+    "single_task": "alphavil.methods.joint:SingleTask",
+    "diw": "alphavil.methods.diw:DIW",
+    "forkmerge": "alphavil.methods.forkmerge:ForkMerge",
+    "gcs": "alphavil.methods.gcs:GCS",
+}
+BASELINES = tuple(m for m in METHODS if m != ALPHAVIL)
+
+# model.kind -> the builder of that model (alphavil/models.py build_model)
+MODEL_KINDS = {
+    "cnn": "alphavil.models:build_cnn",
+    "transformer": "alphavil.nlu.model:build_transformer_model",
+}
+# setting -> the model.kind it uses
+SETTINGS = {"vision": "cnn", "nlu": "transformer"}
+
+# alphavil.weight_rule -> w_k's update from α_k (alphavil/core.py update_weights)
+WEIGHT_RULES = {
+    "additive": "alphavil.core:additive_rule",  # the paper's
+    "alpha": "alphavil.core:alpha_rule",
+}
+# alphavil.weight_mode: how w_k acts on task k's fine-tune (alphavil/core.py weight_scaling)
+WEIGHT_MODES = ("step", "loss")
+# alpha.combine: θ + Σ α_k δ_k (sum, the paper) or θ + (1/K) Σ α_k δ_k (core.combine_scale)
+COMBINES = ("sum", "mean")
+# alphavil.delta_dtype: the torch dtype (by its name in torch) deltas are stored in
+DELTA_DTYPES = ("float64", "float32", "bfloat16")
+# train.optimizer (alphavil/optim.py make); alpha.optimizer takes the first two
+OPTIMIZERS = ("sgd", "adam", "adamw")
+ALPHA_OPTIMIZERS = ("sgd", "adam")
+# train.device (alphavil/device.py resolve)
+DEVICES = ("cpu", "cuda", "auto")
+# train.precision -> the autocast dtype (by its name in torch; None: no autocast)
+PRECISIONS = {"fp32": None, "bf16": "bfloat16"}
+# model.pooling of the NLU encoder's token states (alphavil/nlu/model.py)
+POOLINGS = ("mean", "cls", "pooler")
+
+
+def load(target: str) -> Any:
+    """The object a "module:attribute" entry above names (its module imported now)."""
+    module, _, attribute = target.partition(":")
+    return getattr(importlib.import_module(module), attribute)
