@@ -31,7 +31,7 @@ def test_each_method_name_is_a_method_that_goes_by_that_name(workdir):
 def test_each_setting_builds_its_model_kind(tmp_path):
     pytest.importorskip("transformers")
     from alphavil.models import build_model
-    from nlu_fixtures import make_tiny_encoder, nlu_raw
+    from testkit.nlu import make_tiny_encoder, nlu_raw
 
     assert set(registry.SETTINGS.values()) == set(registry.MODEL_KINDS)
     assert set(BY_SETTING) == set(registry.SETTINGS)
