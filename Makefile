@@ -41,7 +41,7 @@ $(SNLI_DATA):
 install-nlu: $(VENV)/.installed-nlu $(SNLI_DATA)
 
 run-nlu: install-nlu
-	python -m alphavil.study configs/nlu.yaml
+	python -m alphavil.workflow.study configs/nlu.yaml
 	@cat metrics/summary.md
 
 # Fashion-MNIST's 70,000 IDX images from Debian's package registry (as root, as sessions and
@@ -53,34 +53,34 @@ install-fashion:
 		|| (apt-get update && apt-get install -y dataset-fashion-mnist)
 
 run-fashion: install install-fashion
-	python -m alphavil.study configs/multifashion.yaml
+	python -m alphavil.workflow.study configs/multifashion.yaml
 
-# alphavil.safety first: a params value must not reach DVC's shell or paths (docs/pipeline.md)
+# alphavil.workflow.safety first: a params value must not reach DVC's shell or paths (docs/pipeline.md)
 run: install
-	python -m alphavil.safety
+	python -m alphavil.workflow.safety
 	dvc repro
 	@cat metrics/summary.md
 
 # the default run on this machine, compared with the committed metrics (docs/pipeline.md,
 # "Reproducibility"): EXACT, REPRODUCED (within rounding noise) or NOT REPRODUCED
 verify: run
-	python -m alphavil.verify
+	python -m alphavil.workflow.verify
 
 # the harmful-task study: configs/harmful.yaml run as the DVC experiment `harmful`
 harmful: install
-	python -m alphavil.study configs/harmful.yaml
+	python -m alphavil.workflow.study configs/harmful.yaml
 
 # the default configuration on ten seeds (5-14) not used while developing it
 heldout: install
-	python -m alphavil.study configs/heldout-seeds.yaml
+	python -m alphavil.workflow.study configs/heldout-seeds.yaml
 
 # each method at its own dev-selected train.lr (docs/pipeline.md, "Learning rate per method")
 LR_GRID ?= 0.0003,0.001,0.003
 LR_SEEDS ?= 0,1,2
 LR_TEST_SEEDS ?= 5,6,7,8,9,10,11,12,13,14
 lr-grid: install
-	python -m alphavil.lrgrid select --grid $(LR_GRID) --seeds $(LR_SEEDS)
-	python -m alphavil.lrgrid test --seeds $(LR_TEST_SEEDS)
+	python -m alphavil.workflow.lrgrid select --grid $(LR_GRID) --seeds $(LR_SEEDS)
+	python -m alphavil.workflow.lrgrid test --seeds $(LR_TEST_SEEDS)
 
 # the NLU sources are installed too, so the NLU tests run rather than skip (5 s of pip)
 test: install-nlu

@@ -8,10 +8,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from . import layout
-from .artifacts import ArtifactError, check_task_values, field_error, is_number, read_json
-from .config import Params
-from .core import weight_scaling
+from alphavil.store import layout
+from alphavil.store.artifacts import ArtifactError, check_task_values, field_error, is_number, read_json
+from alphavil.config import Params
+from alphavil.methods.deltas import weight_scaling
 
 
 def check_weights(state: dict, params: Params, folder: Path) -> None:

@@ -7,9 +7,9 @@ import sys
 from types import ModuleType
 from typing import Callable
 
-from .config import EPOCH_OVERRIDE_KEYS, Params, ParamsError, load_params
-from .digits import DigitSourceError
-from .nlu.sources import SourceError
+from alphavil.config import EPOCH_OVERRIDE_KEYS, Params, ParamsError, load_params
+from alphavil.data.digits import DigitSourceError
+from alphavil.data.text_sources import SourceError
 
 # Failures caused by the user's params, files or arguments: one line each, no traceback.
 USER_ERRORS = (ParamsError, DigitSourceError, SourceError, FloatingPointError)
@@ -41,7 +41,7 @@ def overrides(args: argparse.Namespace) -> dict:
 def _is_user_error(err: Exception) -> bool:
     if isinstance(err, USER_ERRORS):
         return True
-    from .artifacts import ArtifactError  # imports torch: only once a stage has started
+    from alphavil.store.artifacts import ArtifactError  # imports torch: only once a stage has started
 
     return isinstance(err, ArtifactError)
 
@@ -54,7 +54,7 @@ def run(params_path: str, stage: Callable[[ModuleType | None, Params], None], *,
     pipeline=False torch is never imported and `stage` gets None (the check_params stage
     needs only the standard library, yaml and pydantic). Known failures print one line per
     problem and exit 2; anything else is a bug and keeps its traceback."""
-    from . import stagetime  # standard library only: safe before torch
+    from alphavil.runtime import stagetime  # standard library only: safe before torch
 
     try:
         params = load_params(params_path)
@@ -62,7 +62,8 @@ def run(params_path: str, stage: Callable[[ModuleType | None, Params], None], *,
             stage(None, params)
             stagetime.report("ok")
             return
-        from . import distributed, pipeline as pipeline_module
+        from alphavil import pipeline as pipeline_module
+        from alphavil.runtime import distributed
 
         stagetime.mark("enter")  # imports done (ALPHAVIL_TIMING: where start-up time goes)
         distributed.init_from_env()  # no-op unless started by torchrun / accelerate launch

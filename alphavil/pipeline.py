@@ -7,23 +7,24 @@ from pathlib import Path
 
 import torch
 
-from . import distributed, layout
-from .artifact_checks import (check_reported_state, check_weights, delta_paths,
+from alphavil.runtime import distributed
+from alphavil.store import layout
+from alphavil.artifact_checks import (check_reported_state, check_weights, delta_paths,
                               diverged_epoch, read_alpha_record)
-from .artifacts import (check_compatible, checkpoint_digest, load_checkpoint, load_delta,
+from alphavil.store.artifacts import (check_compatible, checkpoint_digest, load_checkpoint, load_delta,
                         save_checkpoint, save_delta, write_json)
-from .config import Params, ParamsError, as_params, check_data_source
-from .context import RunContext
-from .core import merge_accepted
-from .device import CPU, Compute, move
-from .methods import METHODS, get_method
-from .registry import BASELINES
-from .methods.alphavil import AlphaVIL
-from .methods.joint import round_robin
-from .models import load_trainable, trainable_state
-from .seeding import generator, set_determinism
-from .steplog import say, step_logger
-from .training import make_optimizer, task_batches, train_pass
+from alphavil.config import Params, ParamsError, as_params, check_data_source
+from alphavil.training.context import RunContext
+from alphavil.methods.deltas import merge_accepted
+from alphavil.runtime.device import CPU, Compute, move
+from alphavil.methods import METHODS, get_method
+from alphavil.registry import BASELINES
+from alphavil.methods.alphavil import AlphaVIL
+from alphavil.methods.joint import round_robin
+from alphavil.models.multitask import load_trainable, trainable_state
+from alphavil.runtime.seeding import generator, set_determinism
+from alphavil.runtime.steplog import say, step_logger
+from alphavil.training.loop import make_optimizer, task_batches, train_pass
 
 
 # Each stage takes the validated Params (what cli.run passes) or the path of params.yaml.
@@ -77,13 +78,13 @@ def prepare(params: ParamsOrPath = "params.yaml", out_dir: Path = layout.DATA) -
     params = as_params(params)
     check_data_source(params)
     if params.setting == "nlu":
-        from .nlu.prepare import prepare_nlu
+        from alphavil.data.text_prepare import prepare_nlu
 
         prepare_nlu(params, out_dir)
         return
-    from .data import save_prepared
-    from .digits import load_digits
-    from .multimnist import build, task_splits
+    from alphavil.data.prepared import save_prepared
+    from alphavil.data.digits import load_digits
+    from alphavil.data.multimnist import build, task_splits
 
     d = params.data
     say(f"prepare: loading digits from {d.source!r}")
@@ -210,7 +211,7 @@ def train_method(method_name: str, seed: int, params: ParamsOrPath = "params.yam
     out_root = layout.BASELINES / method_name / f"s{seed}"
     if out_root.exists() and distributed.is_main():
         shutil.rmtree(out_root)
-    from .steplog import progress
+    from alphavil.runtime.steplog import progress
 
     # train.on_divergence: mark -> a NaN/inf loss ends this method's training instead of the
     # whole run: its later checkpoints repeat the last finite θ, marked `diverged`, so the
@@ -237,9 +238,9 @@ def train_method(method_name: str, seed: int, params: ParamsOrPath = "params.yam
 # --- evaluate -------------------------------------------------------------------------
 
 def evaluate(params: ParamsOrPath = "params.yaml") -> None:
-    from .nlu.prefix_cache import cached_frozen_prefix
-    from .report import write_reports
-    from .training import evaluate as eval_split
+    from alphavil.models.prefix_cache import cached_frozen_prefix
+    from alphavil.report import write_reports
+    from alphavil.training.loop import evaluate as eval_split
 
     params = as_params(params)
     epochs = [("base", 0)] + [(e.id, e.n) for e in params.epochs]

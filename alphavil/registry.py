@@ -28,16 +28,16 @@ BASELINES = tuple(m for m in METHODS if m != ALPHAVIL)
 
 # model.kind -> the builder of that model (alphavil/models.py build_model)
 MODEL_KINDS = {
-    "cnn": "alphavil.models:build_cnn",
-    "transformer": "alphavil.nlu.model:build_transformer_model",
+    "cnn": "alphavil.models.multitask:build_cnn",
+    "transformer": "alphavil.models.transformer:build_transformer_model",
 }
 # setting -> the model.kind it uses
 SETTINGS = {"vision": "cnn", "nlu": "transformer"}
 
 # alphavil.weight_rule -> w_k's update from α_k (alphavil/core.py update_weights)
 WEIGHT_RULES = {
-    "additive": "alphavil.core:additive_rule",  # the paper's
-    "alpha": "alphavil.core:alpha_rule",
+    "additive": "alphavil.methods.deltas:additive_rule",  # the paper's
+    "alpha": "alphavil.methods.deltas:alpha_rule",
 }
 # alphavil.weight_mode: how w_k acts on task k's fine-tune (alphavil/core.py weight_scaling)
 WEIGHT_MODES = ("step", "loss")

@@ -162,7 +162,7 @@ PROBES = [
     ("first torch.optim.Adam (build + step)", "torch_adam", False, True),
     ("first alphavil fused Adam (build + step)", "alphavil_adam", False, True),
     ("torch.use_deterministic_algorithms(True)", "use_deterministic", False, True),
-    ("alphavil.device.deterministic_cuda()", "deterministic_cuda", False, True),
+    ("alphavil.runtime.device.deterministic_cuda()", "deterministic_cuda", False, True),
     ("from transformers import AutoModel", "import_transformers", False, False),
 ]
 

@@ -16,8 +16,8 @@ from .run import ROOT
 
 
 def _model():
-    from alphavil.nlu.encoder import load_tokenizer
-    from alphavil.nlu.model import build_transformer_model
+    from alphavil.data.encoders import load_tokenizer
+    from alphavil.models.transformer import build_transformer_model
 
     m = yaml.safe_load((ROOT / "configs/nlu.yaml").read_text())["model"]
     tok = load_tokenizer(m["encoder"])
@@ -55,8 +55,8 @@ def _score(model, batches, checkpoints: int, trainable) -> tuple[float, list[tor
 
 
 def main(argv=None) -> None:
-    from alphavil.nlu.prefix_cache import cached_frozen_prefix
-    from alphavil.seeding import configure_threads
+    from alphavil.models.prefix_cache import cached_frozen_prefix
+    from alphavil.runtime.seeding import configure_threads
 
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--examples", type=int, default=1200, help="dev + test of the target")

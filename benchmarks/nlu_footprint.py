@@ -22,14 +22,14 @@ from pathlib import Path
 
 import torch
 
-from alphavil import layout
-from alphavil.artifacts import load_checkpoint, save_delta
+from alphavil.store import layout
+from alphavil.store.artifacts import load_checkpoint, save_delta
 from alphavil.config import load_params
-from alphavil.context import RunContext
-from alphavil.core import estimate_alpha, finetune_task, merge
-from alphavil.models import build_model, load_trainable
-from alphavil.seeding import generator, set_determinism
-from alphavil.training import evaluate
+from alphavil.training.context import RunContext
+from alphavil.methods.deltas import estimate_alpha, finetune_task, merge
+from alphavil.models.multitask import build_model, load_trainable
+from alphavil.runtime.seeding import generator, set_determinism
+from alphavil.training.loop import evaluate
 
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16}
 

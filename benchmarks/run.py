@@ -85,16 +85,16 @@ def _chdir(path: Path):
 
 def epoch_and_loop(work: Path, repeats: int) -> dict:
     from alphavil.config import load_params, validate
-    from alphavil.context import RunContext
+    from alphavil.training.context import RunContext
     from alphavil.methods.alphavil import AlphaVIL
     from alphavil.methods.joint import UniformMTL
-    from alphavil.models import trainable_state
-    from alphavil.steplog import step_logger
-    from alphavil.training import make_optimizer, task_batches, task_loss, train_pass
+    from alphavil.models.multitask import trainable_state
+    from alphavil.runtime.steplog import step_logger
+    from alphavil.training.loop import make_optimizer, task_batches, task_loss, train_pass
 
     import torch
 
-    from alphavil.seeding import configure_threads
+    from alphavil.runtime.seeding import configure_threads
 
     configure_threads()  # what every stage does (ALPHAVIL_THREADS, default 1)
     with _chdir(work):
@@ -193,7 +193,9 @@ def _run(cmd: list[str], cwd: Path, env: dict) -> float:
 def _io_time(fn) -> tuple[float, float]:
     """(total, artifact I/O) seconds of fn() in this process, I/O timed by wrapping the
     artifacts module's readers and writers (and data.py's reader of prepared data)."""
-    from alphavil import artifacts, data, pipeline
+    from alphavil import pipeline
+    from alphavil.store import artifacts
+    from alphavil.data import prepared as data
 
     spent = [0.0]
     originals = {}
@@ -339,12 +341,13 @@ def stages(work: Path, repeats: int) -> dict:
 
 _MEM_SCRIPT = r"""
 import json
-from alphavil import pipeline, layout
-from alphavil.artifacts import load_delta
+from alphavil import pipeline
+from alphavil.store import layout
+from alphavil.store.artifacts import load_delta
 from alphavil.config import load_params
-from alphavil.context import RunContext
+from alphavil.training.context import RunContext
 from alphavil.methods.alphavil import AlphaVIL
-from alphavil.seeding import configure_threads
+from alphavil.runtime.seeding import configure_threads
 from benchmarks.memory import PeakTensorBytes
 configure_threads()
 params = load_params("params.yaml")

@@ -24,13 +24,13 @@ import statistics
 import torch
 from torch.func import functional_call
 
-from alphavil import layout
-from alphavil.artifacts import checkpoint_digest, load_checkpoint, load_delta, read_json
+from alphavil.store import layout
+from alphavil.store.artifacts import checkpoint_digest, load_checkpoint, load_delta, read_json
 from alphavil.config import load_params
-from alphavil.context import RunContext
-from alphavil.core import merge
-from alphavil.seeding import set_determinism
-from alphavil.training import evaluate, task_loss
+from alphavil.training.context import RunContext
+from alphavil.methods.deltas import merge
+from alphavil.runtime.seeding import set_determinism
+from alphavil.training.loop import evaluate, task_loss
 
 
 def trunk(d: dict[str, torch.Tensor]) -> torch.Tensor:

@@ -20,11 +20,11 @@ from .run import ROOT, _chdir, bench_params
 _EPOCH = r"""
 import json, time
 from alphavil.config import load_params
-from alphavil.context import RunContext
+from alphavil.training.context import RunContext
 from alphavil.methods.alphavil import AlphaVIL
 from alphavil.methods.joint import UniformMTL
-from alphavil.models import trainable_state
-from alphavil.seeding import configure_threads
+from alphavil.models.multitask import trainable_state
+from alphavil.runtime.seeding import configure_threads
 threads = configure_threads()
 p = load_params("params.yaml"); ctx = RunContext.build(p, 0); ep = p.epochs[0]
 theta = trainable_state(ctx.model); av = AlphaVIL(ctx); uni = UniformMTL(ctx)

@@ -15,11 +15,11 @@ import json
 
 import torch
 
-from alphavil.artifacts import load_checkpoint
+from alphavil.store.artifacts import load_checkpoint
 from alphavil.config import load_params
-from alphavil.context import RunContext
-from alphavil.core import finetune_task
-from alphavil.seeding import generator, set_determinism
+from alphavil.training.context import RunContext
+from alphavil.methods.deltas import finetune_task
+from alphavil.runtime.seeding import generator, set_determinism
 
 OPTIMIZERS = {"adam": 1e-3, "adamw": 1e-3, "sgd": 0.05}
 

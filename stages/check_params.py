@@ -4,7 +4,9 @@ so it runs before DVC runs their commands or removes their outputs. It always ch
 params.yaml (the file DVC renders), so it takes no --params."""
 import argparse
 
-from alphavil import cli, layout, safety
+from alphavil import cli
+from alphavil.store import layout
+from alphavil.workflow import safety
 
 if __name__ == "__main__":
     argparse.ArgumentParser(description=__doc__).parse_args()

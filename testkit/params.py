@@ -12,15 +12,15 @@ import yaml
 ROOT = Path(__file__).resolve().parents[1]
 
 
-# The first line alphavil.study writes into a params.yaml it overlays (alphavil/study.py HEADER).
-STUDY_HEADER = "# Written by `python -m alphavil.study"
+# The first line alphavil.workflow.study writes into a params.yaml it overlays (alphavil/study.py HEADER).
+STUDY_HEADER = "# Written by `python -m alphavil.workflow.study"
 
 
 @functools.lru_cache(maxsize=None)
 def committed_params_text(root: Path = ROOT) -> str:
     """The repository's params.yaml as committed (HEAD), the one place tests read it from.
 
-    Not the working tree's file: `make run-nlu` and every `python -m alphavil.study` rewrite
+    Not the working tree's file: `make run-nlu` and every `python -m alphavil.workflow.study` rewrite
     it with a study's overlay (the NLU task set, other seeds...), and the tests are written
     against the defaults. An edit to params.yaml reaches the tests once committed. Outside a
     git checkout (a copied or unpacked tree) the working tree's file is all there is, and one

@@ -21,7 +21,7 @@ def tiny():
 def workdir(tmp_path, monkeypatch):
     """A temp folder as cwd with a tiny params.yaml and prepared data in it."""
     from alphavil import pipeline
-    from alphavil.data import _load_split_file
+    from alphavil.data.prepared import _load_split_file
 
     def make(**sections):
         raw = tiny_raw(**sections)

@@ -9,13 +9,13 @@ import pytest
 import torch
 from safetensors.torch import save_file
 
-from alphavil.artifacts import (ArtifactError, load_checkpoint, load_tensors, read_json,
+from alphavil.store.artifacts import (ArtifactError, load_checkpoint, load_tensors, read_json,
                                 save_checkpoint, save_tensors, tensor_digest)
 from testkit.artifacts import flip_a_tensor_byte
 
 SAVE = """
 import sys, torch
-from alphavil.artifacts import save_tensors
+from alphavil.store.artifacts import save_tensors
 save_tensors(sys.argv[1], {"b": torch.arange(6.0), "a": torch.ones(2, 3)},
              {"task": "right", "epoch": "ep1", "base": "6da71f55", "examples": "96"})
 """

@@ -6,11 +6,11 @@ import torch
 
 from types import SimpleNamespace
 
-from alphavil.budget import alphavil_passes, fit_factor, scaled, stretch
+from alphavil.training.budget import alphavil_passes, fit_factor, scaled, stretch
 from alphavil.config import ParamsError, load_params, validate
-from alphavil.context import RunContext
+from alphavil.training.context import RunContext
 from alphavil.methods import get_method
-from alphavil.models import trainable_state
+from alphavil.models.multitask import trainable_state
 
 from testkit.params import tiny_raw
 

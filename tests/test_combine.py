@@ -5,10 +5,10 @@ import pytest
 import torch
 
 from alphavil.config import ParamsError, load_params, validate
-from alphavil.context import RunContext
-from alphavil.core import _full_dev_loss, combine_scale
+from alphavil.training.context import RunContext
+from alphavil.methods.deltas import _full_dev_loss, combine_scale
 from alphavil.methods.alphavil import AlphaVIL
-from alphavil.models import trainable_state
+from alphavil.models.multitask import trainable_state
 
 from testkit.params import changed, tiny_raw
 

@@ -6,14 +6,14 @@ import pytest
 import yaml
 
 from alphavil.config import ParamsError, load_params, validate
-from alphavil.schedule import epoch_block, rewrite
+from alphavil.workflow.schedule import epoch_block, rewrite
 from testkit.params import ROOT, committed_params_file, committed_params_text, repo_params, tiny_raw
 
 
 @pytest.mark.parametrize("config", sorted((ROOT / "configs").glob("*.yaml")),
                          ids=lambda p: p.name)
 def test_every_named_config_overlays_into_valid_params(config, tmp_path):
-    from alphavil.study import merged_params
+    from alphavil.workflow.study import merged_params
 
     overlay = yaml.safe_load(config.read_text())
     merged = merged_params(config, committed_params_file(tmp_path))  # raises ParamsError if invalid
@@ -173,7 +173,7 @@ def test_schedule_keeps_overrides_of_kept_epochs():
 
 
 def test_two_overlays_with_disjoint_keys_merge_and_run_as_one_study(tmp_path):
-    from alphavil.study import main, merged_params
+    from alphavil.workflow.study import main, merged_params
 
     configs = [ROOT / "configs" / "target-only.yaml", ROOT / "configs" / "heldout-seeds.yaml"]
     params = committed_params_file(tmp_path)
@@ -187,7 +187,7 @@ def test_two_overlays_with_disjoint_keys_merge_and_run_as_one_study(tmp_path):
 
 
 def test_overlays_that_set_the_same_key_are_refused(tmp_path):
-    from alphavil.study import merged_params
+    from alphavil.workflow.study import merged_params
 
     a, b = tmp_path / "a.yaml", tmp_path / "b.yaml"
     a.write_text("seeds: [1]\nbaselines: [uniform]\n")
@@ -201,8 +201,8 @@ def test_study_names_the_make_target_when_the_fashion_files_are_missing(tmp_path
     """configs/multifashion.yaml reads Debian's dataset-fashion-mnist: without it the study
     stops before DVC starts, with one line naming `make install-fashion`, and writes no
     params.yaml."""
-    import alphavil.digits as digits
-    from alphavil.study import main
+    import alphavil.data.digits as digits
+    from alphavil.workflow.study import main
 
     missing = tmp_path / "fashion-mnist"  # stands in for /usr/share/datasets/fashion-mnist
     monkeypatch.setattr(digits, "INSTALLED_BY", {str(missing): "make install-fashion"})
@@ -227,7 +227,7 @@ def test_multifashion_config_composes_paper_sized_splits_from_disjoint_pools():
     own per-class pool (checked on labels shaped like Fashion-MNIST's: 7,000 per class)."""
     import numpy as np
 
-    from alphavil.multimnist import split_pools
+    from alphavil.data.multimnist import split_pools
 
     d = yaml.safe_load((ROOT / "configs" / "multifashion.yaml").read_text())["data"]
     assert (d["n_train"], d["n_dev"], d["n_test"]) == (60000, 10000, 10000)
@@ -275,8 +275,8 @@ def test_train_device_and_precision_are_optional_choices():
 
 
 def test_cnn_weight_estimate_counts_the_models_parameters():
-    from alphavil.memory import cnn_weights
-    from alphavil.models import SmallCNN
+    from alphavil.config.memory import cnn_weights
+    from alphavil.models.multitask import SmallCNN
 
     for size, channels, hidden in ((28, [16, 32], 64), (37, [3], 5), (64, [4, 8, 2], 7)):
         model = SmallCNN(size, channels, hidden)
@@ -286,7 +286,8 @@ def test_cnn_weight_estimate_counts_the_models_parameters():
 def test_sizes_beyond_memory_are_refused_before_prepare(tmp_path, monkeypatch):
     """The image estimate covers at least the bytes prepare stores, and the limit acts at
     the estimate: one byte less memory refuses the same params."""
-    from alphavil import memory, pipeline
+    from alphavil import pipeline
+    from alphavil.config import memory
     from safetensors import safe_open
 
     raw = tiny_raw(data={"n_train": 2000})  # images outweigh one training step

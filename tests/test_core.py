@@ -2,14 +2,14 @@ import pytest
 import torch
 
 from alphavil.config import load_params
-from alphavil.context import RunContext
-from alphavil.core import (combine, compute_delta, dev_loss, estimate_alpha, finetune_steps,
+from alphavil.training.context import RunContext
+from alphavil.methods.deltas import (combine, compute_delta, dev_loss, estimate_alpha, finetune_steps,
                            finetune_task, merge, merge_accepted, task_parameter_names,
                            update_weights, weight_scaling)
 from alphavil.methods.alphavil import AlphaVIL
-from alphavil.models import build_model, trainable_state
-from alphavil.seeding import generator
-from alphavil.training import evaluate, make_optimizer, sample_indices, task_batches, train_pass
+from alphavil.models.multitask import build_model, trainable_state
+from alphavil.runtime.seeding import generator
+from alphavil.training.loop import evaluate, make_optimizer, sample_indices, task_batches, train_pass
 
 
 @pytest.fixture
@@ -175,7 +175,7 @@ def test_each_alpha_step_fits_a_fresh_minibatch_of_seeded_shuffled_dev_passes(ct
     # Fitting α on one dev minibatch every step overfits α to those rows. Each step must see
     # the next batch of a shuffled pass over the dev split, a new shuffle drawn from the
     # seeded generator g when a pass is used up.
-    import alphavil.core as core
+    import alphavil.methods.deltas as core
 
     seen = []
     real = core.dev_loss

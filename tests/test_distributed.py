@@ -9,8 +9,10 @@ import sys
 import pytest
 import torch
 
-from alphavil import distributed, layout, pipeline
-from alphavil.artifacts import load_checkpoint, load_tensors
+from alphavil import pipeline
+from alphavil.runtime import distributed
+from alphavil.store import layout
+from alphavil.store.artifacts import load_checkpoint, load_tensors
 from testkit.params import ROOT
 
 

@@ -7,8 +7,9 @@ method's divergence does not take an lr-grid value away from the others (alphavi
 import pytest
 import torch
 
-from alphavil import layout, pipeline
-from alphavil.artifacts import load_checkpoint
+from alphavil import pipeline
+from alphavil.store import layout
+from alphavil.store.artifacts import load_checkpoint
 from alphavil.config import ParamsError, load_params, validate
 from alphavil.report import markdown, summarise
 

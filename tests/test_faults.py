@@ -14,8 +14,9 @@ import pytest
 import torch
 import yaml
 
-from alphavil import layout, pipeline
-from alphavil.artifacts import (ArtifactError, load_checkpoint, load_tensors, read_json,
+from alphavil import pipeline
+from alphavil.store import layout
+from alphavil.store.artifacts import (ArtifactError, load_checkpoint, load_tensors, read_json,
                                 save_delta, save_tensors)
 from alphavil.config import ParamsError, load_params, validate
 from testkit.artifacts import fit_first_epoch_alpha, flip_a_tensor_byte
@@ -106,7 +107,7 @@ def test_missing_data_files_stop_prepare_before_loading(tmp_path, monkeypatch, p
     raw["data"]["source_args"] = {} if path is None else {"path": path}
     (tmp_path / "params.yaml").write_text(yaml.safe_dump(raw))
     monkeypatch.chdir(tmp_path)
-    monkeypatch.setattr("alphavil.digits.load_digits",
+    monkeypatch.setattr("alphavil.data.digits.load_digits",
                         lambda *a, **k: pytest.fail("prepare loaded data"))
     with pytest.raises(ParamsError, match=r"data\.source_args\.path: (expected|missing)"):
         pipeline.prepare("params.yaml")
@@ -117,7 +118,7 @@ def test_missing_data_files_stop_prepare_before_loading(tmp_path, monkeypatch, p
 
 @pytest.fixture(scope="module")
 def _epoch0_template(tmp_path_factory):
-    from alphavil.data import _load_split_file
+    from alphavil.data.prepared import _load_split_file
 
     root = tmp_path_factory.mktemp("epoch0")
     (root / "params.yaml").write_text(yaml.safe_dump(tiny_raw(), sort_keys=False))
@@ -133,7 +134,7 @@ def _epoch0_template(tmp_path_factory):
 @pytest.fixture
 def epoch0(_epoch0_template, tmp_path, monkeypatch):
     """An epoch's fine-tunes and α done in a fresh temp dir; merge@0-ep0 not yet run."""
-    from alphavil.data import _load_split_file
+    from alphavil.data.prepared import _load_split_file
 
     root = tmp_path / "w"
     shutil.copytree(_epoch0_template, root, ignore=shutil.ignore_patterns("logs"))
@@ -426,7 +427,7 @@ def test_overflowing_merge_names_the_epoch(epoch0):
 
 @pytest.mark.parametrize("value", ["0", "two", "-1"])
 def test_bad_thread_count_is_named(monkeypatch, value):
-    from alphavil.seeding import configure_threads
+    from alphavil.runtime.seeding import configure_threads
 
     monkeypatch.setenv("ALPHAVIL_THREADS", value)
     with pytest.raises(ValueError, match="ALPHAVIL_THREADS: expected a positive integer"):

@@ -6,10 +6,10 @@ import torch
 import torch.nn.functional as F
 
 from alphavil.config import ParamsError, load_params, validate
-from alphavil.context import RunContext
+from alphavil.training.context import RunContext
 from alphavil.methods import get_method
 from alphavil.methods.forkmerge import pick_lambda
-from alphavil.models import load_trainable, trainable_state
+from alphavil.models.multitask import load_trainable, trainable_state
 
 from testkit.params import changed, tiny_raw
 

@@ -6,11 +6,11 @@ import pytest
 import torch
 
 from alphavil.config import ParamsError, load_params, validate
-from alphavil.context import RunContext
+from alphavil.training.context import RunContext
 from alphavil.methods import get_method
 from alphavil.methods.gcs import GCS, cosine, gate
-from alphavil.models import trainable_state
-from alphavil.training import task_loss
+from alphavil.models.multitask import trainable_state
+from alphavil.training.loop import task_loss
 
 from testkit.params import changed, tiny_raw
 

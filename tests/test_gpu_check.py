@@ -39,9 +39,9 @@ def test_tiny_pipeline_part_on_the_cpu(tmp_path):
 def test_compute_part_on_the_cpu(workdir):
     from benchmarks.gpu_probes import compute
     from alphavil.config import load_params
-    from alphavil.context import RunContext
-    from alphavil.device import CPU
-    from alphavil.seeding import configure_threads
+    from alphavil.training.context import RunContext
+    from alphavil.runtime.device import CPU
+    from alphavil.runtime.seeding import configure_threads
 
     workdir()
     configure_threads()  # what stages do; two threads on a busy 2-core machine crawl

@@ -3,11 +3,12 @@
 import pytest
 import torch
 
-from alphavil import layout, pipeline
-from alphavil.artifacts import load_checkpoint, load_tensors, read_json, write_json
+from alphavil import pipeline
+from alphavil.store import layout
+from alphavil.store.artifacts import load_checkpoint, load_tensors, read_json, write_json
 from alphavil.config import load_params
-from alphavil.context import RunContext
-from alphavil.training import evaluate
+from alphavil.training.context import RunContext
+from alphavil.training.loop import evaluate
 from testkit.artifacts import fit_first_epoch_alpha
 
 
@@ -20,7 +21,7 @@ def _epoch0(workdir, guard, **alpha):
 
 def _redo_guard(epoch, prev):
     """The guard's comparison redone from the files, independently of the stages: the
-    target's dev loss (alphavil.training.evaluate) of θ and of θ + Σ_k α_k δ_k, summed by
+    target's dev loss (alphavil.training.loop.evaluate) of θ and of θ + Σ_k α_k δ_k, summed by
     hand in float64. α, the merge's input, is read from the α file."""
     ctx = RunContext.build(load_params("params.yaml"), seed=0)
     dev = ctx.split("dev", ctx.target)

@@ -5,11 +5,11 @@ import pytest
 import torch
 
 from alphavil.config import ParamsError, load_params, validate
-from alphavil.context import RunContext
-from alphavil.core import finetune_task, task_parameter_names
+from alphavil.training.context import RunContext
+from alphavil.methods.deltas import finetune_task, task_parameter_names
 from alphavil.methods import get_method
-from alphavil.models import build_model, trainable_state
-from alphavil.seeding import generator
+from alphavil.models.multitask import build_model, trainable_state
+from alphavil.runtime.seeding import generator
 
 from testkit.params import tiny_raw
 from test_gcs import Mirror, _run

@@ -12,7 +12,7 @@ import pytest
 import yaml
 
 from alphavil.config.nlu import NLU_TASK, NLUModel
-from alphavil.nlu.sources import SourceError
+from alphavil.data.text_sources import SourceError
 from testkit.params import ROOT, tiny_raw
 from needs import needs_module
 
@@ -39,7 +39,7 @@ def _digit_dataset(n: int = 20):
 
 
 def test_hf_digit_source_passes_its_revision_to_load_dataset(monkeypatch):
-    from alphavil.digits import load_digits
+    from alphavil.data.digits import load_digits
 
     calls = []
 
@@ -57,7 +57,7 @@ def test_hf_digit_source_passes_its_revision_to_load_dataset(monkeypatch):
 
 def test_hf_digit_source_has_no_default_dataset(tiny):
     from alphavil.config import ParamsError, validate
-    from alphavil.digits import DigitSourceError, load_digits
+    from alphavil.data.digits import DigitSourceError, load_digits
 
     with pytest.raises(ParamsError, match=r"data\.source_args\.name: missing"):
         validate(tiny(data={"source": "hf", "source_args": {"split": "train"}}))
@@ -81,7 +81,7 @@ def test_hf_hub_name_that_cannot_load_offline_is_one_line(tmp_path, offline):
 
 
 def test_glue_task_passes_its_revision_to_load_dataset(monkeypatch):
-    from alphavil.nlu import sources
+    from alphavil.data import text_sources as sources
 
     calls = []
 
@@ -107,8 +107,8 @@ def _record(monkeypatch, cls, calls, result):
 
 
 def test_hub_encoder_and_tokenizer_load_their_revision_from_safetensors(monkeypatch):
-    from alphavil.nlu.encoder import load_tokenizer
-    from alphavil.nlu.model import load_encoder
+    from alphavil.data.encoders import load_tokenizer
+    from alphavil.models.transformer import load_encoder
 
     calls = []
     config = transformers.BertConfig(vocab_size=10, hidden_size=8, num_hidden_layers=1,
@@ -128,14 +128,14 @@ def test_hub_encoder_and_tokenizer_load_their_revision_from_safetensors(monkeypa
 
 
 def test_a_revision_for_a_local_folder_is_refused(tmp_path):
-    from alphavil.nlu.encoder import load_tokenizer
+    from alphavil.data.encoders import load_tokenizer
 
     with pytest.raises(SourceError, match=r"data\.tokenizer_revision: expected null"):
         load_tokenizer(str(tmp_path), "v1")
 
 
 def test_hub_tokenizer_that_cannot_load_offline_is_one_line(offline):
-    from alphavil.nlu.encoder import load_tokenizer
+    from alphavil.data.encoders import load_tokenizer
 
     with pytest.raises(SourceError) as err:
         load_tokenizer("nobody/no-such-encoder", "v1")
@@ -145,7 +145,7 @@ def test_hub_tokenizer_that_cannot_load_offline_is_one_line(offline):
 
 
 def test_prepared_data_of_another_tokenizer_revision_is_refused():
-    from alphavil.nlu.model import build_transformer_model
+    from alphavil.models.transformer import build_transformer_model
 
     meta = {"setting": "nlu", "tokenizer": {"name": "org/encoder", "revision": "v1"}}
     with pytest.raises(SourceError, match="tokenised with 'org/encoder' at revision 'v1'"):

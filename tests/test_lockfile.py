@@ -1,4 +1,4 @@
-"""alphavil.lockfile: dvc.lock entries of stages dvc.yaml no longer defines are dropped,
+"""alphavil.workflow.lockfile: dvc.lock entries of stages dvc.yaml no longer defines are dropped,
 the rest of the lock is left byte for byte as DVC wrote it."""
 
 import subprocess
@@ -6,7 +6,7 @@ import sys
 
 import pytest
 
-from alphavil import lockfile
+from alphavil.workflow import lockfile
 
 ENTRY = """  {name}:
     cmd: echo {name} > {name}.txt

@@ -11,7 +11,7 @@ import pytest
 import yaml
 from scipy import stats
 
-from alphavil import lrgrid
+from alphavil.workflow import lrgrid
 from alphavil.config import ParamsError
 from testkit.params import tiny_raw
 from testkit.dvcrepo import DvcRepo
@@ -328,7 +328,7 @@ def test_select_through_a_real_dvc_queue(tmp_path):
     raw["epochs"] = raw["epochs"][:1]
     repo = DvcRepo(tmp_path, raw)
     before = repo.read("params.yaml")
-    repo.run(sys.executable, "-m", "alphavil.lrgrid", "select", "--grid", "0.001,0.01",
+    repo.run(sys.executable, "-m", "alphavil.workflow.lrgrid", "select", "--grid", "0.001,0.01",
              "--seeds", "0")
     assert repo.read("params.yaml") == before  # the queue's params were put back
     sel = json.loads(repo.read("metrics/lr_selection.json"))

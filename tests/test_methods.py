@@ -7,10 +7,10 @@ import torch
 from alphavil import pipeline
 from alphavil.config import ParamsError, load_params, validate
 from alphavil.config.schema import DIW
-from alphavil.context import RunContext
+from alphavil.training.context import RunContext
 from alphavil.methods import METHODS, get_method
 from alphavil.methods.diw import kmm_weights, largest_eigenvalue, project
-from alphavil.models import load_trainable, trainable_state
+from alphavil.models.multitask import load_trainable, trainable_state
 
 
 def _ctx(workdir, **sections):

@@ -8,10 +8,11 @@ import pytest
 import torch
 import yaml
 
-from alphavil import layout, pipeline
-from alphavil.artifacts import load_checkpoint, load_tensors
+from alphavil import pipeline
+from alphavil.store import layout
+from alphavil.store.artifacts import load_checkpoint, load_tensors
 from alphavil.config import ParamsError, validate
-from alphavil.data import _load_split_file
+from alphavil.data.prepared import _load_split_file
 from testkit.params import committed_params_file
 from needs import needs_module
 from testkit.nlu import make_tiny_encoder, nlu_raw, run_training_stages
@@ -30,7 +31,7 @@ def encoder(tmp_path_factory):
 
 def build(encoder, seed=0, **model):
     from alphavil.config.nlu import NLUModel
-    from alphavil.models import build_model
+    from alphavil.models.multitask import build_model
 
     mp = {"kind": "transformer", "encoder": str(encoder), "init": "random",
           "pooling": "mean", "dropout": 0.0, "freeze_embeddings": True,

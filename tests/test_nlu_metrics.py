@@ -5,7 +5,7 @@ import math
 import pytest
 import torch
 
-from alphavil.metrics import score
+from alphavil.training.metrics import score
 from alphavil.report import primary_metric
 
 

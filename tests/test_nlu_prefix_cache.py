@@ -10,9 +10,9 @@ import yaml
 from alphavil import pipeline
 from alphavil.config.nlu import NLUModel
 from alphavil.config.vision import VisionModel
-from alphavil.data import _load_split_file
-from alphavil.nlu import prefix_cache
-from alphavil.nlu.prefix_cache import cached_frozen_prefix
+from alphavil.data.prepared import _load_split_file
+from alphavil.models import prefix_cache
+from alphavil.models.prefix_cache import cached_frozen_prefix
 from needs import needs_module
 from testkit.nlu import make_tiny_encoder, nlu_raw, run_training_stages
 
@@ -20,7 +20,7 @@ needs_module("transformers")
 
 
 def _model(tmp_path, train_layers):
-    from alphavil.nlu.model import build_transformer_model
+    from alphavil.models.transformer import build_transformer_model
 
     encoder = make_tiny_encoder(tmp_path / "encoder")
     meta = {"setting": "nlu", "tokenizer": {"name": str(encoder), "vocab_size": 40,
@@ -114,7 +114,7 @@ def test_train_mode_and_the_size_limit_bypass_the_cache(tmp_path, monkeypatch):
 
 
 def test_no_cache_without_a_frozen_prefix(tmp_path):
-    from alphavil.models import build_model
+    from alphavil.models.multitask import build_model
 
     assert prefix_cache.frozen_prefix(_model(tmp_path, None).trunk.encoder) is None
     with cached_frozen_prefix(_model(tmp_path, None)) as cache:

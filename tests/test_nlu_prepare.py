@@ -7,11 +7,11 @@ import json
 import pytest
 import yaml
 
-from alphavil.artifacts import file_digest, load_tensors
+from alphavil.store.artifacts import file_digest, load_tensors
 from alphavil.config import ParamsError, validate
-from alphavil.data import _load_split_file, load_task_split
-from alphavil.nlu.prepare import select_examples
-from alphavil.nlu.sources import SourceError
+from alphavil.data.prepared import _load_split_file, load_task_split
+from alphavil.data.text_prepare import select_examples
+from alphavil.data.text_sources import SourceError
 from needs import needs_module
 from testkit.nlu import make_tiny_encoder, nlu_raw
 

@@ -8,9 +8,9 @@ import numpy as np
 import pytest
 
 from alphavil.config.nlu import NLU_TASK
-from alphavil.nlu import sources
-from alphavil.nlu.sources import SourceError, load_bbc_news, load_files, load_glue, load_snli
-from alphavil.nlu.sources import load_rotten_tomatoes, task_view
+from alphavil.data import text_sources as sources
+from alphavil.data.text_sources import SourceError, load_bbc_news, load_files, load_glue, load_snli
+from alphavil.data.text_sources import load_rotten_tomatoes, task_view
 from needs import needs_module, requires
 from testkit.nlu import (offline_sources_available, write_bbc, write_rotten_tomatoes,
                          write_snli)

@@ -1,7 +1,7 @@
 import pytest
 import torch
 
-from alphavil import optim
+from alphavil.training import optim
 
 
 @pytest.mark.parametrize("name,ref", [

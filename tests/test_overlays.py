@@ -1,4 +1,4 @@
-"""Every overlay in configs/, run as `python -m alphavil.study` runs it, writes a params.yaml
+"""Every overlay in configs/, run as `python -m alphavil.workflow.study` runs it, writes a params.yaml
 in which DVC finds every param any stage declares (dvc.yaml's `params:` lists): DVC refuses
 to run a stage whose declared param is missing from params.yaml, so an overlay that leaves
 out a key with a default (configs/nlu.yaml: train.device) must still get it written."""
@@ -6,7 +6,7 @@ out a key with a default (configs/nlu.yaml: train.device) must still get it writ
 import pytest
 import yaml
 
-from alphavil import study
+from alphavil.workflow import study
 from alphavil.config import load_params, validate
 from testkit.params import ROOT
 
@@ -48,7 +48,7 @@ def test_study_writes_every_param_a_stage_declares(config, tmp_path, monkeypatch
     params.write_text((ROOT / "params.yaml").read_text())
     assert study.main([str(config), "--params", str(params), "--no-run"]) == 0
     text = params.read_text()
-    assert text.startswith("# Written by `python -m alphavil.study") and str(config) in \
+    assert text.startswith("# Written by `python -m alphavil.workflow.study") and str(config) in \
         text.splitlines()[0]
     written = yaml.safe_load(text)
     missing = []

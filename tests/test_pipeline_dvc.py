@@ -64,7 +64,7 @@ def test_later_epoch_override_reruns_only_that_epoch_onward(repo):
 
 
 def test_adding_an_epoch_runs_only_the_new_one(repo):
-    repo.run("python", "-m", "alphavil.schedule", "3")
+    repo.run("python", "-m", "alphavil.workflow.schedule", "3")
     ran = set(repo.repro())
     assert ran == {"finetune@0-ep2-left", "finetune@0-ep2-right", "estimate_alpha@0-ep2",
                    "merge@0-ep2", "train_method@single_task-0", "evaluate"}
@@ -75,7 +75,7 @@ def test_adding_an_epoch_runs_only_the_new_one(repo):
 
 def test_shrinking_drops_stale_lock_entries_and_regrowing_is_served_from_run_cache(repo):
     three_epochs = {rel: repo.read(rel) for rel in ("dvc.lock", "metrics/summary.json")}
-    out = repo.run("python", "-m", "alphavil.schedule", "2").stdout
+    out = repo.run("python", "-m", "alphavil.workflow.schedule", "2").stdout
     assert "dropped 4 entries" in out
     lock = yaml.safe_load(repo.read("dvc.lock"))["stages"]
     assert not [name for name in lock if "-ep2" in name]
@@ -85,7 +85,7 @@ def test_shrinking_drops_stale_lock_entries_and_regrowing_is_served_from_run_cac
     # runs again, deterministically.
     assert repo.repro() == ["evaluate"]
     assert json.loads(repo.read("metrics/summary.json"))["epochs"] == 2
-    repo.run("python", "-m", "alphavil.schedule", "3")
+    repo.run("python", "-m", "alphavil.workflow.schedule", "3")
     assert repo.repro() == ["evaluate"]
     assert repo.read("metrics/summary.json") == three_epochs["metrics/summary.json"]
     assert repo.read("dvc.lock") == three_epochs["dvc.lock"]

@@ -4,16 +4,19 @@ resolves to a working implementation, and an unknown name is refused where one i
 import pytest
 import torch
 
-from alphavil import core, device, optim, registry
+from alphavil import registry
+from alphavil.methods import deltas as core
+from alphavil.runtime import device
+from alphavil.training import optim
 from alphavil.config import BY_SETTING, validate
 from alphavil.config.nlu import SOURCE_TASKS
-from alphavil.models import MultiTaskModel
-from alphavil.nlu.sources import LOADERS
+from alphavil.models.multitask import MultiTaskModel
+from alphavil.data.text_sources import LOADERS
 from testkit.params import tiny_raw
 
 
 def test_each_method_name_is_a_method_that_goes_by_that_name(workdir):
-    from alphavil.context import RunContext
+    from alphavil.training.context import RunContext
     from alphavil.methods import METHODS, get_method
     from alphavil.methods.base import Method
 
@@ -30,7 +33,7 @@ def test_each_method_name_is_a_method_that_goes_by_that_name(workdir):
 
 def test_each_setting_builds_its_model_kind(tmp_path):
     pytest.importorskip("transformers")
-    from alphavil.models import build_model
+    from alphavil.models.multitask import build_model
     from testkit.nlu import make_tiny_encoder, nlu_raw
 
     assert set(registry.SETTINGS.values()) == set(registry.MODEL_KINDS)
@@ -100,7 +103,7 @@ def test_each_device_and_precision_resolves():
 def test_each_pooling_gives_one_vector_per_example(pooling):
     from types import SimpleNamespace
 
-    from alphavil.nlu.model import EncoderTrunk
+    from alphavil.models.transformer import EncoderTrunk
 
     hidden = torch.arange(2 * 3 * 4, dtype=torch.float32).reshape(2, 3, 4)
 

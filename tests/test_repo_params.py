@@ -1,12 +1,12 @@
 """testkit.params.committed_params_text: the tests read the committed params.yaml, not what a study
-(`make run-nlu`, `python -m alphavil.study`) left in the working tree."""
+(`make run-nlu`, `python -m alphavil.workflow.study`) left in the working tree."""
 
 import subprocess
 
 import pytest
 import yaml
 
-from alphavil.study import HEADER
+from alphavil.workflow.study import HEADER
 from testkit.params import ROOT, STUDY_HEADER, committed_params_text, repo_params
 
 DEFAULT = "seeds: [0]\ntarget: left\n"

@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from alphavil import safety
+from alphavil.workflow import safety
 from alphavil.config import ParamsError
 from testkit.params import ROOT, tiny_raw
 from testkit.dvcrepo import DvcRepo
@@ -85,7 +85,7 @@ def test_what_dvc_renders_is_checked_even_if_params_validation_missed_it(tmp_pat
 def test_study_restores_params_yaml_when_the_check_refuses(tmp_path, monkeypatch):
     """Should the study's own validation ever let a value through, the check before
     `dvc exp run` refuses it and leaves params.yaml as it was."""
-    from alphavil import study
+    from alphavil.workflow import study
 
     class LetThrough:  # a validation that accepts the params as they are
         def __init__(self, raw, source="params.yaml"):
@@ -137,7 +137,7 @@ ENTRY_POINTS = ["make_run", "study", "dvc_repro", "dvc_exp_run_S"]
 def _attack(repo: DvcRepo, entry: str, key: str, value) -> subprocess.CompletedProcess:
     if entry == "study":
         (repo.path / "attack.yaml").write_text(yaml.safe_dump({key: value}))
-        return repo.run(sys.executable, "-m", "alphavil.study", "attack.yaml", check=False)
+        return repo.run(sys.executable, "-m", "alphavil.workflow.study", "attack.yaml", check=False)
     if entry == "dvc_exp_run_S":
         return repo.dvc("exp", "run", "-S", f"{key}={_hydra(value)}", check=False)
     raw = repo.params()

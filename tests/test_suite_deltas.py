@@ -4,12 +4,12 @@ checked against a direct computation on a loaded model (not the functional path 
 import pytest
 import torch
 
-from alphavil import layout
-from alphavil.artifacts import checkpoint_digest, load_checkpoint, load_delta
+from alphavil.store import layout
+from alphavil.store.artifacts import checkpoint_digest, load_checkpoint, load_delta
 from alphavil.config import load_params
-from alphavil.context import RunContext
-from alphavil.models import load_trainable
-from alphavil.training import evaluate, task_loss
+from alphavil.training.context import RunContext
+from alphavil.models.multitask import load_trainable
+from alphavil.training.loop import evaluate, task_loss
 from benchmarks.suite_deltas import measure
 
 from testkit.artifacts import fit_first_epoch_alpha

@@ -10,7 +10,7 @@ import pytest
 import torch
 import yaml
 
-from alphavil.artifacts import load_tensors
+from alphavil.store.artifacts import load_tensors
 from alphavil.config import validate
 from alphavil.report import ranking_score, summarise
 from testkit.params import tiny_raw
@@ -115,7 +115,7 @@ def test_permuted_inputs_are_one_fixed_pixel_permutation_per_task(plain, tmp_pat
 
 
 def test_the_task_split_a_model_reads_is_its_own(plain, tmp_path, monkeypatch):
-    from alphavil.data import _load_split_file, load_task_split
+    from alphavil.data.prepared import _load_split_file, load_task_split
 
     got, _ = _prepare(tmp_path, monkeypatch, "r", {"left": {"label": "left", "n_train": 40},
                                                    "right": {"label": "right"}})
@@ -213,7 +213,7 @@ def test_the_target_role_plays_no_part():
 # --- fashion inputs -----------------------------------------------------------------------
 
 def test_fashion_inputs_missing_is_one_line_naming_the_task(tmp_path, monkeypatch):
-    from alphavil import digits
+    from alphavil.data import digits
     from alphavil.config import ParamsError, check_data_source
 
     monkeypatch.setattr(digits, "FASHION_DIR", str(tmp_path / "none"))
@@ -227,7 +227,7 @@ def test_fashion_inputs_missing_is_one_line_naming_the_task(tmp_path, monkeypatc
 
 
 def test_fashion_inputs_compose_clothing_items_for_all_splits(plain, tmp_path, monkeypatch):
-    from alphavil.digits import FASHION_DIR, load_digits
+    from alphavil.data.digits import FASHION_DIR, load_digits
 
     needs((Path(FASHION_DIR) / "train-images-idx3-ubyte.gz").is_file(),
           "Debian's dataset-fashion-mnist", "make install-fashion")

@@ -4,7 +4,7 @@ import math
 
 import pytest
 
-from alphavil.verify import SIGMA_SEED, Z, VerifyError, compare
+from alphavil.workflow.verify import SIGMA_SEED, Z, VerifyError, compare
 
 
 def _doc(per_method: dict[str, list[float]], epochs: int = 2) -> dict:

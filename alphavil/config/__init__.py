@@ -15,11 +15,11 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from .files import check_data_source, parse_yaml, read_yaml
-from .messages import ParamsError, lines
-from .nlu import NLUParams
-from .schema import EPOCH_OVERRIDE_KEYS, EpochSpec, Params, TaskSpec
-from .vision import VisionParams
+from alphavil.config.files import check_data_source, parse_yaml, read_yaml
+from alphavil.config.messages import ParamsError, lines
+from alphavil.config.nlu import NLUParams
+from alphavil.config.schema import EPOCH_OVERRIDE_KEYS, EpochSpec, Params, TaskSpec
+from alphavil.config.vision import VisionParams
 
 __all__ = ["EPOCH_OVERRIDE_KEYS", "EpochSpec", "Params", "ParamsError", "TaskSpec", "as_params",
            "check_data_source", "load_params", "parse_yaml", "read_yaml", "validate"]

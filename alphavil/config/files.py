@@ -8,7 +8,7 @@ from typing import Any
 
 import yaml
 
-from .messages import ParamsError
+from alphavil.config.messages import ParamsError
 
 
 def _duplicate_keys(node: yaml.Node, path: str = "") -> list[str]:
@@ -65,7 +65,7 @@ def check_data_source(params) -> None:
     """Files the prepare stage reads must exist before it starts. Only prepare calls
     this: later stages read data/prepared, which a teammate may have pulled from a
     remote without having the source files."""
-    from ..digits import FASHION_DIR, INSTALLED_BY
+    from alphavil.data.digits import FASHION_DIR, INSTALLED_BY
 
     if params.setting != "vision":
         return

@@ -8,12 +8,12 @@ from typing import Annotated, ClassVar, Literal, Union
 
 from pydantic import Field, TypeAdapter, create_model, model_validator
 
-from .. import registry
-from ..nlu.encoder import SHIPPED
-from ..nlu.sources import FILE_FORMATS, GLUE_TASKS, METRICS, VIEWS
-from ..tasks import ROLES
-from .messages import bad, problems
-from .schema import Fraction, Int, Number, Params, Positive, Seed, Section, Tasks, TaskSpec, Text
+from alphavil import registry
+from alphavil.data.encoders import SHIPPED
+from alphavil.data.text_sources import FILE_FORMATS, GLUE_TASKS, METRICS, VIEWS
+from alphavil.data.tasks import ROLES
+from alphavil.config.messages import bad, problems
+from alphavil.config.schema import Fraction, Int, Number, Params, Positive, Seed, Section, Tasks, TaskSpec, Text
 
 KIND = registry.SETTINGS["nlu"]
 ENCODER = "an encoder name: shipped, a folder or a hub name"

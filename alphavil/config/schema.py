@@ -12,8 +12,8 @@ from typing import Annotated, Any, Literal
 from pydantic import (AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field,
                       WrapValidator, create_model, field_serializer, model_validator)
 
-from .. import registry
-from .messages import INT64_MAX, ParamsError, bad, did_you_mean, problem, problems
+from alphavil import registry
+from alphavil.config.messages import INT64_MAX, ParamsError, bad, did_you_mean, problem, problems
 
 SEED_MAX = 2**64 - 1  # torch.manual_seed's upper limit
 
@@ -173,13 +173,13 @@ class EpochSpec(Section):
 
 
 def _chain(epochs: list[EpochSpec]) -> list[EpochSpec]:
-    """ep0 <- base, ep1 <- ep0, ...: what `python -m alphavil.schedule N` writes."""
+    """ep0 <- base, ep1 <- ep0, ...: what `python -m alphavil.workflow.schedule N` writes."""
     found, prev = [], "base"
     for i, ep in enumerate(epochs):
         for key, want in {"id": f"ep{i}", "prev": prev, "n": i + 1}.items():
             if getattr(ep, key) != want:
                 found.append(bad((i, key), f"{want!r} (epochs form a chain ep0 <- base, "
-                                 "ep1 <- ep0, ...; rewrite with `python -m alphavil.schedule N`)",
+                                 "ep1 <- ep0, ...; rewrite with `python -m alphavil.workflow.schedule N`)",
                                  getattr(ep, key)))
         prev = f"ep{i}"
     problems(found)
@@ -211,7 +211,7 @@ class Params(Section):
         distinct("no repeated method")]
     epochs: Annotated[list[EpochSpec], Field(min_length=1, description=(
         "a non-empty list of {id, prev, n, overrides} entries (rewrite it with "
-        "`python -m alphavil.schedule N`)")), AfterValidator(_chain)]
+        "`python -m alphavil.workflow.schedule N`)")), AfterValidator(_chain)]
 
     @model_validator(mode="before")
     @classmethod

@@ -4,12 +4,12 @@ from typing import Literal
 
 from pydantic import Field, model_validator
 
-from .. import registry
-from ..digits import DIGIT_SOURCES, source_args
-from ..memory import vision_size_problems
-from ..tasks import ROLES, TASK_INPUTS, TASK_LABELS  # the registries of task kinds
-from .messages import bad, missing, problems, unknown
-from .schema import Fraction, Int, Params, Ratio, Seed, Section, Tasks, TaskSpec
+from alphavil import registry
+from alphavil.data.digits import DIGIT_SOURCES, source_args
+from alphavil.config.memory import vision_size_problems
+from alphavil.data.tasks import ROLES, TASK_INPUTS, TASK_LABELS  # the registries of task kinds
+from alphavil.config.messages import bad, missing, problems, unknown
+from alphavil.config.schema import Fraction, Int, Params, Ratio, Seed, Section, Tasks, TaskSpec
 
 KIND = registry.SETTINGS["vision"]
 

@@ -4,8 +4,8 @@ alphavil/registry.py METHODS (its name there is what params.yaml says)."""
 
 from __future__ import annotations
 
-from .. import registry
-from .base import Method
+from alphavil import registry
+from alphavil.methods.base import Method
 
 METHODS: dict[str, type[Method]] = {name: registry.load(target)
                                     for name, target in registry.METHODS.items()}

@@ -5,12 +5,12 @@ from __future__ import annotations
 
 from typing import Callable, Iterable
 
-from ..config import EpochSpec
-from ..core import (combine_scale, delta_dtype, estimate_alpha, finetune_steps, finetune_task,
+from alphavil.config import EpochSpec
+from alphavil.methods.deltas import (combine_scale, delta_dtype, estimate_alpha, finetune_steps, finetune_task,
                     merge, merge_accepted, update_weights)
-from ..seeding import generator
-from ..training import PassStats
-from .base import Method, Params
+from alphavil.runtime.seeding import generator
+from alphavil.training.loop import PassStats
+from alphavil.methods.base import Method, Weights
 
 
 class AlphaVIL(Method):
@@ -29,8 +29,8 @@ class AlphaVIL(Method):
         return finetune_steps(len(self.ctx.split("train", task)),
                               **self._pass(epoch, state, task))
 
-    def finetune(self, epoch: EpochSpec, theta: Params, state: dict, task: str,
-                 on_step: Callable[[int, float], None] | None = None) -> tuple[Params, PassStats]:
+    def finetune(self, epoch: EpochSpec, theta: Weights, state: dict, task: str,
+                 on_step: Callable[[int, float], None] | None = None) -> tuple[Weights, PassStats]:
         p = self.ctx.params.for_epoch(epoch.id)
         return finetune_task(
             self.ctx.model, theta, self.ctx.split("train", task), task,
@@ -46,7 +46,7 @@ class AlphaVIL(Method):
         and its weight stays where it is, whatever the weight rule or alpha.init."""
         return [t for t in self.ctx.tasks if self.finetune_steps(epoch, state, t) > 0]
 
-    def estimate(self, epoch: EpochSpec, theta: Params, deltas: dict[str, Params],
+    def estimate(self, epoch: EpochSpec, theta: Weights, deltas: dict[str, Weights],
                  state: dict) -> tuple[dict[str, float | None], dict]:
         a = self.ctx.params.for_epoch(epoch.id).alpha
         tasks = [t for t in self.active_tasks(epoch, state) if t in deltas]
@@ -60,8 +60,8 @@ class AlphaVIL(Method):
         fitted = dict(zip(tasks, alphas))
         return {t: fitted.get(t) for t in deltas}, trace
 
-    def merge(self, theta: Params, alphas: dict[str, float | None],
-              deltas: Iterable[tuple[str, Params]], accepted: bool = True) -> Params:
+    def merge(self, theta: Weights, alphas: dict[str, float | None],
+              deltas: Iterable[tuple[str, Weights]], accepted: bool = True) -> Weights:
         if not accepted:  # alpha.guard: the merge was worse than θ on the target's dev set
             return dict(theta)
         # a task whose α was not estimated took no step: its δ is 0 and adds nothing; the
@@ -79,7 +79,7 @@ class AlphaVIL(Method):
         weights = update_weights(state["weights"], alphas, av.weight_rule, av.weight_floor)
         return {"weights": weights, "alpha": alphas}
 
-    def run_epoch(self, epoch: EpochSpec, theta: Params, state: dict) -> tuple[Params, dict]:
+    def run_epoch(self, epoch: EpochSpec, theta: Weights, state: dict) -> tuple[Weights, dict]:
         """The whole epoch in one process (tests, benchmarks); the DVC pipeline runs the
         same three steps as separate stages."""
         deltas = {t: self.finetune(epoch, theta, state, t)[0] for t in self.ctx.tasks}

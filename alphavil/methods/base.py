@@ -4,13 +4,10 @@ from __future__ import annotations
 
 from typing import ClassVar
 
-import torch
-
-from .. import registry
-from ..config import EpochSpec
-from ..context import RunContext
-
-Params = dict[str, torch.Tensor]
+from alphavil import registry
+from alphavil.config import EpochSpec
+from alphavil.methods.deltas import Weights
+from alphavil.training.context import RunContext
 
 
 class Method:
@@ -35,5 +32,5 @@ class Method:
     def initial_state(self) -> dict:
         return {}
 
-    def run_epoch(self, epoch: EpochSpec, theta: Params, state: dict) -> tuple[Params, dict]:
+    def run_epoch(self, epoch: EpochSpec, theta: Weights, state: dict) -> tuple[Weights, dict]:
         raise NotImplementedError

@@ -11,10 +11,10 @@ import math
 
 import torch
 
-from ..config import EpochSpec
-from ..data import TaskSplit
-from ..seeding import generator
-from .joint import JointTraining
+from alphavil.config import EpochSpec
+from alphavil.data.prepared import TaskSplit
+from alphavil.runtime.seeding import generator
+from alphavil.methods.joint import JointTraining
 
 
 @torch.no_grad()

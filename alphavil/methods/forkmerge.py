@@ -10,12 +10,12 @@ from __future__ import annotations
 
 import torch
 
-from ..config import EpochSpec
-from ..core import compute_delta, merge
-from ..models import load_trainable, trainable_state
-from ..training import evaluate, train_pass
-from .base import Params
-from .joint import JointTraining, round_robin
+from alphavil.config import EpochSpec
+from alphavil.methods.deltas import compute_delta, merge
+from alphavil.models.multitask import load_trainable, trainable_state
+from alphavil.training.loop import evaluate, train_pass
+from alphavil.methods.base import Weights
+from alphavil.methods.joint import JointTraining, round_robin
 
 
 def pick_lambda(scores: dict[float, dict[str, float]], metric: str) -> float:
@@ -29,7 +29,7 @@ class ForkMerge(JointTraining):
         # the target-only branch trains on the target's batches, the joint one on all
         return sizes[self.ctx.target] + sum(sizes.values())
 
-    def run_epoch(self, epoch: EpochSpec, theta: Params, state: dict) -> tuple[Params, dict]:
+    def run_epoch(self, epoch: EpochSpec, theta: Weights, state: dict) -> tuple[Weights, dict]:
         cfg = self.ctx.params.for_epoch(epoch.id).forkmerge
         interval, lambdas = cfg.interval, [float(v) for v in cfg.lambdas]
         model, target = self.ctx.model, self.ctx.target
@@ -56,7 +56,7 @@ class ForkMerge(JointTraining):
                 # float64: θ + 1·δ reproduces the branch bit for bit (λ at 0 or 1)
                 deltas[branch] = compute_delta(theta, trainable_state(model), names,
                                                torch.float64)
-            def merged(lam: float) -> Params:
+            def merged(lam: float) -> Weights:
                 return merge(theta, [(1.0 - lam, deltas["target"]), (lam, deltas["joint"])])
 
             scores = {lam: evaluate(model, dev, target, params=merged(lam)) for lam in lambdas}

@@ -15,13 +15,13 @@ from itertools import cycle, islice
 
 import torch
 
-from .. import distributed
-from ..budget import batch_sizes
-from ..config import EpochSpec
-from ..models import load_trainable, trainable_state
-from ..training import Batch, _sharded_loss, task_loss
-from .base import Params
-from .joint import JointTraining
+from alphavil.runtime import distributed
+from alphavil.training.budget import batch_sizes
+from alphavil.config import EpochSpec
+from alphavil.models.multitask import load_trainable, trainable_state
+from alphavil.training.loop import Batch, _sharded_loss, task_loss
+from alphavil.methods.base import Weights
+from alphavil.methods.joint import JointTraining
 
 
 def cosine(a: dict[str, torch.Tensor], b: dict[str, torch.Tensor],
@@ -62,7 +62,7 @@ class GCS(JointTraining):
         loss = (task_loss(self.ctx.model(inputs, task), labels) * weight).mean()
         return loss, loss.detach()
 
-    def run_epoch(self, epoch: EpochSpec, theta: Params, state: dict) -> tuple[Params, dict]:
+    def run_epoch(self, epoch: EpochSpec, theta: Weights, state: dict) -> tuple[Weights, dict]:
         weighted = self.ctx.params.for_epoch(epoch.id).gcs.weighted
         model, target = self.ctx.model, self.ctx.target
         load_trainable(model, theta)

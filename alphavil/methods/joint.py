@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import torch
 
-from .. import budget
-from ..config import EpochSpec, Params
-from ..models import load_trainable, trainable_state
-from ..seeding import generator
-from ..training import Batch, make_optimizer, sample_indices, task_batches, train_pass
-from .base import Method, Params
+from alphavil.training import budget
+from alphavil.config import EpochSpec, Params
+from alphavil.models.multitask import load_trainable, trainable_state
+from alphavil.runtime.seeding import generator
+from alphavil.training.loop import Batch, make_optimizer, sample_indices, task_batches, train_pass
+from alphavil.methods.base import Method, Weights
 
 
 def round_robin(streams: list[list[Batch]]) -> list[Batch]:
@@ -82,7 +82,7 @@ class JointTraining(Method):
         return make_optimizer(t.optimizer, [q for q in self.ctx.model.parameters()
                                             if q.requires_grad], t.lr)
 
-    def run_epoch(self, epoch: EpochSpec, theta: Params, state: dict) -> tuple[Params, dict]:
+    def run_epoch(self, epoch: EpochSpec, theta: Weights, state: dict) -> tuple[Weights, dict]:
         model = self.ctx.model
         load_trainable(model, theta)
         streams, state = self.streams(epoch, state)

@@ -10,16 +10,16 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from .. import layout
-from ..artifacts import write_json, write_text
-from ..config import Params
-from .curves import (ALPHA_CSV, TARGET_CSV, AlphaRow, TargetRow, WeightRow, curves, weight_rows,
+from alphavil.store import layout
+from alphavil.store.artifacts import write_json, write_text
+from alphavil.config import Params
+from alphavil.report.curves import (ALPHA_CSV, TARGET_CSV, AlphaRow, TargetRow, WeightRow, curves, weight_rows,
                      write_csv)
-from .plots import (REFUSED_LABEL, curves_figure, data_range, save_png, task_labels,
+from alphavil.report.plots import (REFUSED_LABEL, curves_figure, data_range, save_png, task_labels,
                     weights_figure)
-from .stats import SAME, holm, mean_estimated, mean_std, paired_comparison, ranking_score
-from .summary import aux_roles, primary_metric, summarise
-from .tables import alpha_cell, comparison_lines, fmt, fmt_p, markdown
+from alphavil.report.stats import SAME, holm, mean_estimated, mean_std, paired_comparison, ranking_score
+from alphavil.report.summary import aux_roles, primary_metric, summarise
+from alphavil.report.tables import alpha_cell, comparison_lines, fmt, fmt_p, markdown
 
 __all__ = ["ALPHA_CSV", "AlphaRow", "REFUSED_LABEL", "SAME", "TARGET_CSV", "TargetRow", "WeightRow",
            "alpha_cell", "aux_roles", "comparison_lines", "curves", "curves_figure", "data_range",

@@ -10,9 +10,9 @@ from typing import NamedTuple
 
 import numpy as np
 
-from ..artifacts import write_text
-from ..config import Params
-from .stats import mean_estimated
+from alphavil.store.artifacts import write_text
+from alphavil.config import Params
+from alphavil.report.stats import mean_estimated
 
 
 class TargetRow(NamedTuple):

@@ -6,9 +6,9 @@ from __future__ import annotations
 import math
 from pathlib import Path
 
-from ..artifacts import atomic_path
-from ..config import Params
-from .curves import AlphaRow, TargetRow, WeightRow
+from alphavil.store.artifacts import atomic_path
+from alphavil.config import Params
+from alphavil.report.curves import AlphaRow, TargetRow, WeightRow
 
 REFUSED_LABEL = "merge refused (alpha.guard)"
 

@@ -6,8 +6,8 @@ from __future__ import annotations
 
 from collections import defaultdict
 
-from ..config import Params
-from .stats import holm, mean_estimated, mean_std, paired_comparison, ranking_score
+from alphavil.config import Params
+from alphavil.report.stats import holm, mean_estimated, mean_std, paired_comparison, ranking_score
 
 
 def primary_metric(record: dict, declared: str | None = None) -> str:

@@ -5,8 +5,8 @@ from __future__ import annotations
 
 import math
 
-from ..config import Params
-from .curves import AlphaRow
+from alphavil.config import Params
+from alphavil.report.curves import AlphaRow
 
 
 def fmt(x: float | None, pct: bool = True) -> str:

@@ -1,4 +1,4 @@
-"""The first alphavil fused Adam (alphavil.optim), imported, built and stepped.
+"""The first alphavil fused Adam (alphavil.training.optim), imported, built and stepped.
 `python -m benchmarks.gpu_probes.alphavil_adam cuda|cpu`"""
 
 import sys
@@ -9,7 +9,7 @@ from benchmarks.gpu_probes import time_first_step
 
 
 def _build(p, dev):
-    from alphavil.optim import make  # its import is part of the first use
+    from alphavil.training.optim import make  # its import is part of the first use
 
     return make("adam", p, 1e-3, fused=True)
 

@@ -24,9 +24,9 @@ def child_compute(workdir: str, raw: dict, device: str, quick: bool, budget: flo
 
     from alphavil import pipeline
     from alphavil.config import load_params
-    from alphavil.context import RunContext
-    from alphavil.device import CPU, Compute
-    from alphavil.seeding import configure_threads
+    from alphavil.training.context import RunContext
+    from alphavil.runtime.device import CPU, Compute
+    from alphavil.runtime.seeding import configure_threads
 
     t_end = time.monotonic() + budget
     os.chdir(workdir)
@@ -61,9 +61,9 @@ def child_compute(workdir: str, raw: dict, device: str, quick: bool, budget: flo
 def _loop_setup(ctx, batch_size: int, steps: int):
     import torch
 
-    from alphavil.core import task_parameter_names
-    from alphavil.models import trainable_state
-    from alphavil.training import task_batches
+    from alphavil.methods.deltas import task_parameter_names
+    from alphavil.models.multitask import trainable_state
+    from alphavil.training.loop import task_batches
 
     task = ctx.target
     split = ctx.split("train", task)
@@ -81,9 +81,9 @@ def throughput(ctx, sync, quick: bool) -> dict:
     bare PyTorch loop: same model, same batches, torch.optim's fused Adam, no checks."""
     import torch
 
-    from alphavil.models import load_trainable
-    from alphavil.steplog import step_logger
-    from alphavil.training import make_optimizer, task_loss, train_pass
+    from alphavil.models.multitask import load_trainable
+    from alphavil.runtime.steplog import step_logger
+    from alphavil.training.loop import make_optimizer, task_loss, train_pass
 
     model, lr = ctx.model, 1e-3
     fused = ctx.compute.device.type == "cuda"
@@ -130,11 +130,11 @@ def throughput(ctx, sync, quick: bool) -> dict:
 def determinism(ctx, sync, quick: bool) -> dict:
     """train_pass with alphavil's determinism settings on and off (time), and whether a
     fine-tune repeats bit for bit with each."""
-    from alphavil.core import finetune_task
-    from alphavil.device import deterministic_cuda
-    from alphavil.models import load_trainable
-    from alphavil.seeding import generator
-    from alphavil.training import make_optimizer, train_pass
+    from alphavil.methods.deltas import finetune_task
+    from alphavil.runtime.device import deterministic_cuda
+    from alphavil.models.multitask import load_trainable
+    from alphavil.runtime.seeding import generator
+    from alphavil.training.loop import make_optimizer, train_pass
 
     model = ctx.model
     out: dict = {"applies": ctx.compute.device.type == "cuda"}
@@ -169,8 +169,8 @@ def determinism(ctx, sync, quick: bool) -> dict:
 
 def _alphavil_epoch(ctx, sync) -> tuple[dict, dict, float]:
     from alphavil.methods.alphavil import AlphaVIL
-    from alphavil.models import trainable_state
-    from alphavil.training import evaluate
+    from alphavil.models.multitask import trainable_state
+    from alphavil.training.loop import evaluate
 
     av = AlphaVIL(ctx)
     epoch = ctx.params.epochs[0]
@@ -184,7 +184,7 @@ def _alphavil_epoch(ctx, sync) -> tuple[dict, dict, float]:
     seconds = time.perf_counter() - t
     scores = evaluate(ctx.model, ctx.split("test", ctx.target), ctx.target,
                       params={k: v.float() for k, v in merged.items()})
-    from alphavil.models import load_trainable
+    from alphavil.models.multitask import load_trainable
 
     load_trainable(ctx.model, theta)
     return alphas, scores, seconds
@@ -210,7 +210,7 @@ def precision(ctx, sync, quick: bool) -> dict:
 
 def epoch_vs_cpu(ctx, params, sync, cpu_compute) -> dict:
     """The same αVIL epoch on this device and on the CPU (one thread, as stages run)."""
-    from alphavil.context import RunContext
+    from alphavil.training.context import RunContext
 
     device_seconds = statistics.median(_alphavil_epoch(ctx, sync)[2] for _ in range(2))
     cpu_ctx = RunContext.build(params, 0, compute=cpu_compute)

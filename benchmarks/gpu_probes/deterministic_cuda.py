@@ -1,10 +1,10 @@
-"""alphavil.device.deterministic_cuda(): the settings every stage applies, timed."""
+"""alphavil.runtime.device.deterministic_cuda(): the settings every stage applies, timed."""
 
 import time
 
 import torch  # noqa: F401  (imported first, as in a stage)
 
-from alphavil.device import deterministic_cuda
+from alphavil.runtime.device import deterministic_cuda
 from benchmarks.gpu_probes import report
 
 

@@ -3,7 +3,7 @@
 The test puts this folder on PYTHONPATH of `dvc repro` only, so Python imports this module
 at the start of every process DVC starts. With ALPHAVIL_KILL_WRITING=<part of a path>, a
 stage process (`python stages/<name>.py`) that is about to rename a written temp file onto
-that artifact (alphavil.artifacts.atomic_path: temp file written, then os.replace) cuts the
+that artifact (alphavil.store.artifacts.atomic_path: temp file written, then os.replace) cuts the
 temp file to half its size and SIGKILLs itself instead: the state a kill mid-write leaves.
 DVC's own process is left alone: only a script under stages/ is killed.
 """

@@ -7,12 +7,12 @@ before running its command. So a seed `"1;touch x"` would run `touch x`, and a b
 script could refuse the value. `check` therefore runs before DVC acts on any stage: as the
 first stage of dvc.yaml (`check_params`, which every other stage depends on through
 `prepare`), and in the project's launchers before they start DVC (`make run`,
-`python -m alphavil.study`). It validates params.yaml (config.validate: integer seeds,
+`python -m alphavil.workflow.study`). It validates params.yaml (config.validate: integer seeds,
 task names, the epoch chain, known override keys, registered baselines) and then checks what
 DVC itself renders from it: every command made only of plain words, every path relative and
 inside the repository. What remains the user's responsibility: docs/pipeline.md, "Safety".
 
-    python -m alphavil.safety      # exit 2 with one line per problem
+    python -m alphavil.workflow.safety      # exit 2 with one line per problem
 """
 
 from __future__ import annotations
@@ -21,7 +21,7 @@ import re
 import sys
 from pathlib import Path
 
-from .config import Params, ParamsError, load_params
+from alphavil.config import Params, ParamsError, load_params
 
 # What a rendered command may contain: the templates' words (python, stage scripts, --flags)
 # and the values validate() lets through (integers, numbers such as 1e-05, names). Nothing
@@ -86,7 +86,7 @@ def check_stage(token: str | Path, params: Params) -> None:
     check(params=params)
     # imported here: artifacts imports torch, and this stage must stay torch-free (it runs
     # before every other stage, and tests/test_bad_params.py forbids torch before validation)
-    from .artifacts import write_text
+    from alphavil.store.artifacts import write_text
 
     write_text(token, TOKEN)
 

@@ -1,10 +1,10 @@
 """Each method at its own learning rate: chosen on dev over a small grid, tested on fresh seeds.
 
-    python -m alphavil.lrgrid select --grid 0.0003,0.001,0.003 --seeds 0,1,2 [CONFIG ...] [-j N]
-    python -m alphavil.lrgrid test --seeds 5,6,7,8,9,10,11,12,13,14 [CONFIG.yaml ...] [-j N]
+    python -m alphavil.workflow.lrgrid select --grid 0.0003,0.001,0.003 --seeds 0,1,2 [CONFIG ...] [-j N]
+    python -m alphavil.workflow.lrgrid test --seeds 5,6,7,8,9,10,11,12,13,14 [CONFIG.yaml ...] [-j N]
 
 `select` queues one DVC experiment per grid value (`dvc exp run --queue -S train.lr=LR
--S seeds=[...]`, over params.yaml with the overlays applied as alphavil.study applies them),
+-S seeds=[...]`, over params.yaml with the overlays applied as alphavil.workflow.study applies them),
 runs the queue, and picks for every method the lr with the highest mean final-epoch dev
 metric over the seeds (metrics/summary.json `methods.<m>.dev`); ties go to the lr nearest
 params.yaml's train.lr on a log scale, then to the smaller. It writes metrics/lr_selection.json.
@@ -28,12 +28,12 @@ from pathlib import Path
 
 import yaml
 
-from . import safety
-from .artifacts import ArtifactError, read_json, write_json, write_text
-from .config import ParamsError, check_data_source, read_yaml, validate
+from alphavil.workflow import safety
+from alphavil.store.artifacts import ArtifactError, read_json, write_json, write_text
+from alphavil.config import ParamsError, check_data_source, read_yaml, validate
 # SAME: dev metrics closer than this are a tie (means of multiples of 1/N)
-from .report import SAME, comparison_lines, fmt, holm, mean_std, paired_comparison
-from .study import merged_params
+from alphavil.report import SAME, comparison_lines, fmt, holm, mean_std, paired_comparison
+from alphavil.workflow.study import merged_params
 
 SELECTION = Path("metrics/lr_selection.json")
 TESTED_JSON = Path("metrics/lr_tested.json")
@@ -299,7 +299,7 @@ def tested_markdown(t: dict) -> str:
 # --- commands -------------------------------------------------------------------------------
 
 def base_params(configs: list[Path], params_path: Path = Path("params.yaml")) -> dict:
-    """params.yaml with the overlays applied as alphavil.study applies them, validated and
+    """params.yaml with the overlays applied as alphavil.workflow.study applies them, validated and
     default-filled (what each experiment's params.yaml holds, train.lr and seeds aside)."""
     merged = merged_params(configs, params_path) if configs else read_yaml(params_path)
     # a baseline that diverges at some lr is marked, not fatal: one method's NaN at the

@@ -14,8 +14,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from . import distributed
-from .data import TaskSplit
+from alphavil.runtime import distributed
+from alphavil.data.prepared import TaskSplit
 
 Batch = tuple[str, dict[str, torch.Tensor], torch.Tensor, "float | torch.Tensor"]
 
@@ -31,7 +31,7 @@ def task_loss(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
 def make_optimizer(name: str, params: Iterable[torch.nn.Parameter], lr: float):
     """alphavil/optim.py's per-tensor updates on the CPU, torch.optim's fused kernels on
     an accelerator (see optim.py for why not the torch.optim classes)."""
-    from .optim import make
+    from alphavil.training.optim import make
 
     params = list(params)
     return make(name, params, lr, fused=bool(params) and params[0].device.type != "cpu")
@@ -163,7 +163,7 @@ def evaluate(model: nn.Module, split: TaskSplit, task: str, batch_size: int = 51
              params: dict[str, torch.Tensor] | None = None) -> dict[str, float]:
     """Mean loss plus the task's metrics (accuracy for classification, plus the GLUE
     metrics the split asks for)."""
-    from .metrics import score
+    from alphavil.training.metrics import score
 
     logits = predict(model, split, task, batch_size, params)
     loss = float(task_loss(logits, split.labels).mean())

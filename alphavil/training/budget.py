@@ -17,8 +17,8 @@ from typing import Callable
 
 import torch
 
-from .seeding import generator
-from .training import sample_indices, sample_size
+from alphavil.runtime.seeding import generator
+from alphavil.training.loop import sample_indices, sample_size
 
 
 def batch_sizes(n: int, batch_size: int) -> list[int]:

@@ -1,10 +1,10 @@
-"""Rewrite the `epochs:` chain in params.yaml: `python -m alphavil.schedule N`.
+"""Rewrite the `epochs:` chain in params.yaml: `python -m alphavil.workflow.schedule N`.
 
 DVC templates cannot count, so params.yaml spells the chain out (ep0 <- base, ep1 <- ep0,
 ...). This rewrites only that block of the text: the rest of the file stays as it is,
 comments included (it is not re-dumped from the validated params), and each kept epoch's
 overrides too; growing the list adds only new stages, so `dvc repro` runs only new epochs.
-Shrinking it also drops the removed epochs' entries from dvc.lock (alphavil.lockfile),
+Shrinking it also drops the removed epochs' entries from dvc.lock (alphavil.workflow.lockfile),
 which DVC would otherwise keep and re-write after every stage.
 """
 
@@ -17,8 +17,8 @@ from pathlib import Path
 
 import yaml
 
-from . import lockfile
-from .config import ParamsError, parse_yaml, validate
+from alphavil.workflow import lockfile
+from alphavil.config import ParamsError, parse_yaml, validate
 
 _TOP_KEY = re.compile(r"^[A-Za-z_][\w-]*\s*:")
 

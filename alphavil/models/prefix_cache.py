@@ -28,8 +28,8 @@ LIMIT_BYTES = 2 * 1024**3
 
 def frozen_prefix(encoder: nn.Module) -> tuple[nn.Module, list[nn.Module]] | None:
     """The embeddings and the leading layers whose every weight is frozen, or None."""
-    from .model import transformer_layers
-    from .sources import SourceError
+    from alphavil.models.transformer import transformer_layers
+    from alphavil.data.text_sources import SourceError
 
     embeddings = getattr(encoder, "embeddings", None)
     if not isinstance(embeddings, nn.Module):

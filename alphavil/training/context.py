@@ -5,11 +5,13 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from . import device, layout, stagetime
-from .artifacts import ArtifactError
-from .config import Params
-from .data import TaskSplit, load_meta, load_task_split, num_classes
-from .models import MultiTaskModel, build_model
+from alphavil.runtime import device
+from alphavil.store import layout
+from alphavil.runtime import stagetime
+from alphavil.store.artifacts import ArtifactError
+from alphavil.config import Params
+from alphavil.data.prepared import TaskSplit, load_meta, load_task_split, num_classes
+from alphavil.models.multitask import MultiTaskModel, build_model
 
 
 @dataclass

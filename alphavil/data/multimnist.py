@@ -12,7 +12,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from .config import ParamsError
+from alphavil.config import ParamsError
 
 SPLITS = ("train", "dev", "test")
 
@@ -127,7 +127,7 @@ def task_splits(digits: np.ndarray, labels: np.ndarray, data, tasks: dict,
     for name, spec in tasks.items():
         n = spec.n_train if spec.n_train is not None else data.n_train
         if spec.inputs == "fashion":
-            from .digits import FASHION_DIR, load_digits
+            from alphavil.data.digits import FASHION_DIR, load_digits
 
             items, item_labels = load_digits("mnist_idx", {"path": FASHION_DIR})
             rng = task_rng(seed, name, FASHION)

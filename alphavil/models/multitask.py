@@ -5,8 +5,8 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from . import registry
-from .device import autocast
+from alphavil import registry
+from alphavil.runtime.device import autocast
 
 
 class MultiTaskModel(nn.Module):

@@ -7,7 +7,7 @@ import os
 
 import torch
 
-from .config import ParamsError
+from alphavil.config import ParamsError
 
 
 def derive_seed(*parts: object) -> int:

@@ -45,7 +45,7 @@ def report(status: str) -> None:
     path = os.environ.get("ALPHAVIL_TIMING")
     if not path:
         return
-    from . import device
+    from alphavil.runtime import device
 
     record = {"argv": sys.argv, "status": status, "start": process_start(),
               **_marks, "end": time.time(), "cuda_init": device.cuda_init_seconds,

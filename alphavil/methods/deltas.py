@@ -10,13 +10,14 @@ import torch
 from torch import nn
 from torch.func import functional_call
 
-from . import registry
-from .data import TaskSplit
-from .models import load_trainable, trainable_state
-from .training import (PassStats, make_optimizer, minibatches, sample_indices, sample_size,
+from alphavil import registry
+from alphavil.data.prepared import TaskSplit
+from alphavil.models.multitask import load_trainable, trainable_state
+from alphavil.training.loop import (PassStats, make_optimizer, minibatches, sample_indices, sample_size,
                        task_batches, task_loss, train_pass)
 
-Params = dict[str, torch.Tensor]
+# model weights θ, or a delta δ: parameter name -> tensor (not params.yaml's Params)
+Weights = dict[str, torch.Tensor]
 
 
 def task_parameter_names(model: nn.Module, task: str) -> list[str]:
@@ -30,8 +31,8 @@ def delta_dtype(name: str) -> torch.dtype:
     return getattr(torch, name)
 
 
-def compute_delta(before: Params, after: Params, names: Iterable[str],
-                  dtype: torch.dtype = torch.float32) -> Params:
+def compute_delta(before: Weights, after: Weights, names: Iterable[str],
+                  dtype: torch.dtype = torch.float32) -> Weights:
     """θ_k − θ, taken in float64 (exact for float32 weights) and stored as `dtype`:
     float64 makes θ + 1·δ_k reproduce θ_k bit for bit; float32 is within one rounding."""
     return {n: (after[n].double() - before[n].double()).to(dtype) for n in names}
@@ -69,11 +70,11 @@ def weight_scaling(weight: float, lr: float, mode: str) -> tuple[float, float]:
                      f"got {mode!r}")
 
 
-def finetune_task(model: nn.Module, theta: Params, split: TaskSplit, task: str, *,
+def finetune_task(model: nn.Module, theta: Weights, split: TaskSplit, task: str, *,
                   weight: float, ratio: float, batch_size: int, optimizer: str, lr: float,
                   g: torch.Generator, where: str, delta_dtype: torch.dtype = torch.float32,
                   weight_mode: str = "step",
-                  on_step: Callable[[int, float], None] | None = None) -> tuple[Params, PassStats]:
+                  on_step: Callable[[int, float], None] | None = None) -> tuple[Weights, PassStats]:
     """Start from θ, train one pass over a ρ-subset of the task's data with task weight w_k
     acting as `weight_mode` says (step size w_k·lr, or loss w_k·L_k), and return
     δ_k = θ_k − θ over the parameters the task touches (δ_k = 0 untrained when
@@ -92,17 +93,17 @@ def finetune_task(model: nn.Module, theta: Params, split: TaskSplit, task: str, 
     return compute_delta(theta, after, names, delta_dtype), stats
 
 
-def combine(theta: Params, deltas: list[Params], alpha: torch.Tensor) -> Params:
+def combine(theta: Weights, deltas: list[Weights], alpha: torch.Tensor) -> Weights:
     """θ_α = θ + Σ_k α_k δ_k, differentiable with respect to α (alpha.combine: mean passes
     α/K here, see combine_scale)."""
-    out: Params = {}
+    out: Weights = {}
     for name, value in theta.items():
         terms = [alpha[k] * d[name].to(value.dtype) for k, d in enumerate(deltas) if name in d]
         out[name] = value + torch.stack(terms).sum(0) if terms else value
     return out
 
 
-def dev_loss(model: nn.Module, theta: Params, deltas: list[Params], alpha: torch.Tensor,
+def dev_loss(model: nn.Module, theta: Weights, deltas: list[Weights], alpha: torch.Tensor,
              dev: TaskSplit, target: str, idx: torch.Tensor) -> torch.Tensor:
     inputs, labels = dev.batch(idx)
     logits = functional_call(model, combine(theta, deltas, alpha), (inputs, target))
@@ -110,7 +111,7 @@ def dev_loss(model: nn.Module, theta: Params, deltas: list[Params], alpha: torch
 
 
 @torch.no_grad()
-def _full_dev_loss(model: nn.Module, theta: Params, deltas: list[Params], alpha: torch.Tensor,
+def _full_dev_loss(model: nn.Module, theta: Weights, deltas: list[Weights], alpha: torch.Tensor,
                    dev: TaskSplit, target: str, batch_size: int) -> float:
     """The whole dev split's mean loss at α, in batches: one forward over the split at
     once held every layer's activations for all of it, ~100× the model's size."""
@@ -136,7 +137,7 @@ def combine_scale(combine_mode: str, k: int) -> float:
                      f"got {combine_mode!r}")
 
 
-def estimate_alpha(model: nn.Module, theta: Params, deltas: list[Params], dev: TaskSplit,
+def estimate_alpha(model: nn.Module, theta: Weights, deltas: list[Weights], dev: TaskSplit,
                    target: str, *, init: float, steps: int, lr: float, optimizer: str,
                    batch_size: int, g: torch.Generator, where: str,
                    guard: bool = False, scale: float = 1.0) -> tuple[list[float], dict]:
@@ -192,7 +193,7 @@ def merge_accepted(alpha_record: dict) -> bool:
     return bool(alpha_record.get("guard", {}).get("accepted", True))
 
 
-def merge(theta: Params, weighted_deltas: Iterable[tuple[float, Params]]) -> Params:
+def merge(theta: Weights, weighted_deltas: Iterable[tuple[float, Weights]]) -> Weights:
     """θ + Σ_k α_k δ_k, accumulated in float64 one delta at a time (only one delta is
     held in memory), then cast back to each parameter's dtype."""
     acc = {n: v.double() for n, v in theta.items()}

@@ -16,11 +16,11 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from .artifacts import (ArtifactError, field_error, load_tensors, read_json, save_tensors,
+from alphavil.store.artifacts import (ArtifactError, field_error, load_tensors, read_json, save_tensors,
                         write_json)
-from .config import Params
-from .multimnist import SPLITS, ComposedSplit, task_rng
-from .tasks import TASK_LABELS, make_labels
+from alphavil.config import Params
+from alphavil.data.multimnist import SPLITS, ComposedSplit, task_rng
+from alphavil.data.tasks import TASK_LABELS, make_labels
 
 
 @dataclass

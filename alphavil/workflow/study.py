@@ -1,12 +1,12 @@
 """Run a named configuration from configs/ as a DVC experiment.
 
-    python -m alphavil.study configs/harmful.yaml [--name NAME]
-    python -m alphavil.study configs/target-only.yaml configs/heldout-seeds.yaml
+    python -m alphavil.workflow.study configs/harmful.yaml [--name NAME]
+    python -m alphavil.workflow.study configs/target-only.yaml configs/heldout-seeds.yaml
 
 A config file is an overlay: each of its top-level keys replaces that key of params.yaml
 as a whole (no deep merge, so what a study runs is readable in one file). Several overlays
 must set disjoint keys, so each key still comes from exactly one file. The merged
-params are validated before anything runs (alphavil.safety: also what DVC renders from
+params are validated before anything runs (alphavil.workflow.safety: also what DVC renders from
 them, before DVC acts on it), written to params.yaml with every default filled in (so
 an overlay may leave out what params.yaml's defaults cover, and every key a stage
 declares to DVC is in the file) and run with
@@ -24,11 +24,11 @@ from pathlib import Path
 
 import yaml
 
-from . import safety
-from .artifacts import write_text
-from .config import ParamsError, check_data_source, read_yaml, validate
+from alphavil.workflow import safety
+from alphavil.store.artifacts import write_text
+from alphavil.config import ParamsError, check_data_source, read_yaml, validate
 
-HEADER = ("# Written by `python -m alphavil.study {config}`: params.yaml with the overlays'\n"
+HEADER = ("# Written by `python -m alphavil.workflow.study {config}`: params.yaml with the overlays'\n"
           "# top-level keys replaced. Back to the default: git checkout params.yaml && dvc checkout\n")
 
 

@@ -18,9 +18,9 @@ import warnings
 import torch
 from torch import nn
 
-from ..models import MultiTaskModel
-from .encoder import one_line, pinned, resolve
-from .sources import SourceError
+from alphavil.models.multitask import MultiTaskModel
+from alphavil.data.encoders import one_line, pinned, resolve
+from alphavil.data.text_sources import SourceError
 
 
 class EncoderTrunk(nn.Module):
