@@ -9,7 +9,8 @@ from __future__ import annotations
 from pathlib import Path
 
 from alphavil.store import layout
-from alphavil.store.artifacts import ArtifactError, check_task_values, field_error, is_number, read_json
+from alphavil.store.artifacts import (ArtifactError, check_task_values, field_error, is_number,
+                                      read_json)
 from alphavil.config import Params
 from alphavil.methods.deltas import weight_scaling
 

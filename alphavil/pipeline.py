@@ -10,9 +10,9 @@ import torch
 from alphavil.runtime import distributed
 from alphavil.store import layout
 from alphavil.artifact_checks import (check_reported_state, check_weights, delta_paths,
-                              diverged_epoch, read_alpha_record)
-from alphavil.store.artifacts import (check_compatible, checkpoint_digest, load_checkpoint, load_delta,
-                        save_checkpoint, save_delta, write_json)
+                                      diverged_epoch, read_alpha_record)
+from alphavil.store.artifacts import (check_compatible, checkpoint_digest, load_checkpoint,
+                                      load_delta, save_checkpoint, save_delta, write_json)
 from alphavil.config import Params, ParamsError, as_params, check_data_source
 from alphavil.training.context import RunContext
 from alphavil.methods.deltas import merge_accepted
@@ -20,11 +20,10 @@ from alphavil.runtime.device import CPU, Compute, move
 from alphavil.methods import METHODS, get_method
 from alphavil.registry import BASELINES
 from alphavil.methods.alphavil import AlphaVIL
-from alphavil.methods.joint import round_robin
+from alphavil.methods.joint import warm_up
 from alphavil.models.multitask import load_trainable, trainable_state
-from alphavil.runtime.seeding import generator, set_determinism
+from alphavil.runtime.seeding import set_determinism
 from alphavil.runtime.steplog import say, step_logger
-from alphavil.training.loop import make_optimizer, task_batches, train_pass
 
 
 # Each stage takes the validated Params (what cli.run passes) or the path of params.yaml.
@@ -82,7 +81,7 @@ def prepare(params: ParamsOrPath = "params.yaml", out_dir: Path = layout.DATA) -
 
         prepare_nlu(params, out_dir)
         return
-    from alphavil.data.prepared import save_prepared
+    from alphavil.data.multimnist import save_prepared
     from alphavil.data.digits import load_digits
     from alphavil.data.multimnist import build, task_splits
 
@@ -105,20 +104,7 @@ def train_base(seed: int, params: ParamsOrPath = "params.yaml") -> None:
     with uniform multitask steps so every method starts from the same point."""
     params = _start(seed, params)
     ctx = RunContext.build(params, seed)
-    steps = params.base.warmup_steps
-    if steps:
-        t = params.train
-        streams = []
-        for task in ctx.tasks:
-            split = ctx.split("train", task)
-            idx = torch.randperm(len(split), generator=generator(seed, "warmup", task))
-            streams.append(list(task_batches(task, split, idx, t.batch_size)))
-        batches = round_robin(streams)[:steps]
-        opt = make_optimizer(t.optimizer, [p for p in ctx.model.parameters()
-                                           if p.requires_grad], t.lr)
-        with step_logger(layout.log_dir(f"s{seed}", "base"), len(batches),
-                         f"warm-up s{seed}") as on_step:
-            train_pass(ctx.model, batches, opt, where=f"seed {seed}, warm-up", on_step=on_step)
+    warm_up(ctx, seed, params.base.warmup_steps, layout.log_dir(f"s{seed}", "base"))
     state = {"epoch": "base", "n": 0, "method": "base", "seed": seed,
              "weights": AlphaVIL(ctx).initial_state()["weights"]}
     save_checkpoint(layout.base_dir(seed), trainable_state(ctx.model), state)

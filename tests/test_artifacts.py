@@ -10,7 +10,7 @@ import torch
 from safetensors.torch import save_file
 
 from alphavil.store.artifacts import (ArtifactError, load_checkpoint, load_tensors, read_json,
-                                save_checkpoint, save_tensors, tensor_digest)
+                                      save_checkpoint, save_tensors, tensor_digest)
 from testkit.artifacts import flip_a_tensor_byte
 
 SAVE = """

@@ -3,13 +3,14 @@ import torch
 
 from alphavil.config import load_params
 from alphavil.training.context import RunContext
-from alphavil.methods.deltas import (combine, compute_delta, dev_loss, estimate_alpha, finetune_steps,
-                           finetune_task, merge, merge_accepted, task_parameter_names,
-                           update_weights, weight_scaling)
+from alphavil.methods.deltas import (combine, compute_delta, dev_loss, estimate_alpha,
+                                     finetune_steps, finetune_task, merge, merge_accepted,
+                                     task_parameter_names, update_weights, weight_scaling)
 from alphavil.methods.alphavil import AlphaVIL
 from alphavil.models.multitask import build_model, trainable_state
 from alphavil.runtime.seeding import generator
-from alphavil.training.loop import evaluate, make_optimizer, sample_indices, task_batches, train_pass
+from alphavil.training.loop import (evaluate, make_optimizer, sample_indices, task_batches,
+                                    train_pass)
 
 
 @pytest.fixture

@@ -17,7 +17,7 @@ import yaml
 from alphavil import pipeline
 from alphavil.store import layout
 from alphavil.store.artifacts import (ArtifactError, load_checkpoint, load_tensors, read_json,
-                                save_delta, save_tensors)
+                                      save_delta, save_tensors)
 from alphavil.config import ParamsError, load_params, validate
 from testkit.artifacts import fit_first_epoch_alpha, flip_a_tensor_byte
 from testkit.params import ROOT, committed_params_text, tiny_raw

@@ -3,7 +3,6 @@ the frozen layers really skipped on a repeated batch, and never stale."""
 
 import json
 
-import pytest
 import torch
 import yaml
 

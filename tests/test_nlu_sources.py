@@ -12,8 +12,7 @@ from alphavil.data import text_sources as sources
 from alphavil.data.text_sources import SourceError, load_bbc_news, load_files, load_glue, load_snli
 from alphavil.data.text_sources import load_rotten_tomatoes, task_view
 from needs import needs_module, requires
-from testkit.nlu import (offline_sources_available, write_bbc, write_rotten_tomatoes,
-                         write_snli)
+from testkit.nlu import offline_sources_available, write_bbc, write_rotten_tomatoes, write_snli
 
 needs_module("datasets")
 

@@ -13,7 +13,8 @@ from alphavil.data.encoders import SHIPPED
 from alphavil.data.text_sources import FILE_FORMATS, GLUE_TASKS, METRICS, VIEWS
 from alphavil.data.tasks import ROLES
 from alphavil.config.messages import bad, problems
-from alphavil.config.schema import Fraction, Int, Number, Params, Positive, Seed, Section, Tasks, TaskSpec, Text
+from alphavil.config.schema import (Fraction, Int, Number, Params, Positive, Seed, Section, Tasks,
+                                    TaskSpec, Text)
 
 KIND = registry.SETTINGS["nlu"]
 ENCODER = "an encoder name: shipped, a folder or a hub name"

@@ -9,8 +9,8 @@ validator of the smallest model that holds them, so one run reports every proble
 
 from typing import Annotated, Any, Literal
 
-from pydantic import (AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field,
-                      WrapValidator, create_model, field_serializer, model_validator)
+from pydantic import (AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, WrapValidator,
+                      create_model, field_serializer, model_validator)
 
 from alphavil import registry
 from alphavil.config.messages import INT64_MAX, ParamsError, bad, did_you_mean, problem, problems

@@ -1,1 +1,2 @@
-"""Data: where tasks' examples come from (catalogues of sources and task kinds, torch-free) and the prepared splits on disk."""
+"""Data: where tasks' examples come from (catalogues of sources and task kinds, torch-free) and
+the prepared splits on disk."""

@@ -5,16 +5,19 @@ dev or test digit is ever seen in training."""
 
 from __future__ import annotations
 
-import zlib
 from dataclasses import dataclass, fields
+from pathlib import Path
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 
-from alphavil.config import ParamsError
+from alphavil.config import Params, ParamsError
+from alphavil.data.prepared import SPLITS
+from alphavil.data.tasks import TASK_LABELS, make_labels
+from alphavil.runtime.seeding import task_rng
+from alphavil.store.artifacts import save_tensors, write_json
 
-SPLITS = ("train", "dev", "test")
 
 
 @dataclass
@@ -97,10 +100,6 @@ def build(digits: np.ndarray, labels: np.ndarray, data) -> dict[str, ComposedSpl
 PERMUTE, EXTRA, FASHION = 1, 2, 3
 
 
-def task_rng(data_seed: int, task: str, *stream: int) -> np.random.Generator:
-    return np.random.default_rng([data_seed, zlib.crc32(task.encode()), *stream])
-
-
 def _cat(a: ComposedSplit, b: ComposedSplit | None, n: int) -> ComposedSplit:
     """The first n examples of a, then b's."""
     return ComposedSplit(**{f.name: np.concatenate([getattr(a, f.name)[:n]]
@@ -153,3 +152,42 @@ def task_splits(digits: np.ndarray, labels: np.ndarray, data, tasks: dict,
                    for split, c in own.items()}
         out[name] = own
     return out
+
+
+def save_prepared(out_dir: str | Path, splits: dict[str, ComposedSplit], params: Params,
+                  own: dict[str, dict[str, ComposedSplit]] | None = None) -> None:
+    """Label noise is applied to the training split only: dev and test keep measuring the
+    real task, so α estimation and reported accuracy are never scored on noise.
+    `own`: task -> split -> that task's own images (multimnist.task_splits)."""
+    own = own or {}
+    out_dir = Path(out_dir)
+    data_seed = params.data.seed
+    for split, comp in splits.items():
+        tensors = {
+            "images": torch.from_numpy(comp.images),
+            "left": torch.from_numpy(comp.left),
+            "right": torch.from_numpy(comp.right),
+            "left_src": torch.from_numpy(comp.left_src),
+            "right_src": torch.from_numpy(comp.right_src),
+        }
+        for name, spec in params.tasks.items():
+            task_comp = own.get(name, {}).get(split, comp)
+            if task_comp is not comp:
+                tensors[f"images.{name}"] = torch.from_numpy(task_comp.images)
+            noise = spec.label_noise if split == "train" else 0.0
+            labels = make_labels(spec.label, task_comp.left, task_comp.right, noise,
+                                 task_rng(data_seed, name))
+            tensors[f"label.{name}"] = torch.from_numpy(labels)
+        save_tensors(out_dir / f"{split}.safetensors", tensors, {"split": split})
+    write_json(out_dir / "meta.json", {
+        "setting": "vision",
+        "tasks": {name: {"label": s.label, "label_noise": s.label_noise,
+                         "num_classes": TASK_LABELS[s.label].num_classes,
+                         # only where set: the default's meta.json stays as it was
+                         **({"n_train": int(len(own[name]["train"].left))}
+                            if name in own else {}),
+                         **({"inputs": s.inputs} if s.inputs != "shared" else {})}
+                  for name, s in params.tasks.items()},
+        "sizes": {split: int(len(c.left)) for split, c in splits.items()},
+        "image_size": int(next(iter(splits.values())).images.shape[-1]),
+    })

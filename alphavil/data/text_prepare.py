@@ -26,12 +26,13 @@ import torch
 
 from alphavil.store.artifacts import save_tensors, write_json, write_text
 from alphavil.config import Params
-from alphavil.data.prepared import task_rng
+from alphavil.data.prepared import SPLITS
+from alphavil.runtime.seeding import task_rng
 from alphavil.runtime.steplog import say
 from alphavil.data.encoders import load_tokenizer
-from alphavil.data.text_sources import LOADERS, Pool, SourceError, View, reported_metrics, task_metric, task_view
+from alphavil.data.text_sources import (LOADERS, Pool, SourceError, View, reported_metrics,
+                                        task_metric, task_view)
 
-SPLITS = ("train", "dev", "test")
 DRAW_ORDER = ("dev", "test", "train")
 
 

@@ -6,8 +6,8 @@ from __future__ import annotations
 from typing import Callable, Iterable
 
 from alphavil.config import EpochSpec
-from alphavil.methods.deltas import (combine_scale, delta_dtype, estimate_alpha, finetune_steps, finetune_task,
-                    merge, merge_accepted, update_weights)
+from alphavil.methods.deltas import (combine_scale, delta_dtype, estimate_alpha, finetune_steps,
+                                     finetune_task, merge, merge_accepted, update_weights)
 from alphavil.runtime.seeding import generator
 from alphavil.training.loop import PassStats
 from alphavil.methods.base import Method, Weights

@@ -13,8 +13,8 @@ from torch.func import functional_call
 from alphavil import registry
 from alphavil.data.prepared import TaskSplit
 from alphavil.models.multitask import load_trainable, trainable_state
-from alphavil.training.loop import (PassStats, make_optimizer, minibatches, sample_indices, sample_size,
-                       task_batches, task_loss, train_pass)
+from alphavil.training.loop import (PassStats, make_optimizer, minibatches, sample_indices,
+                                    sample_size, task_batches, task_loss, train_pass)
 
 # model weights θ, or a delta δ: parameter name -> tensor (not params.yaml's Params)
 Weights = dict[str, torch.Tensor]

@@ -2,14 +2,18 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import torch
 
 from alphavil.training import budget
 from alphavil.config import EpochSpec, Params
 from alphavil.models.multitask import load_trainable, trainable_state
 from alphavil.runtime.seeding import generator
+from alphavil.runtime.steplog import step_logger
 from alphavil.training.loop import Batch, make_optimizer, sample_indices, task_batches, train_pass
 from alphavil.methods.base import Method, Weights
+from alphavil.training.context import RunContext
 
 
 def round_robin(streams: list[list[Batch]]) -> list[Batch]:
@@ -19,6 +23,25 @@ def round_robin(streams: list[list[Batch]]) -> list[Batch]:
         out.extend(s[i] for s in streams if i < len(s))
     return out
 
+
+
+def warm_up(ctx: RunContext, seed: int, steps: int, log_dir: Path) -> None:
+    """base.warmup_steps: uniform multitask steps on θ_0 before epoch 1, so every method
+    starts from the same warmed-up point: each task's training set shuffled by its own
+    seeded stream, the batches taken round-robin and cut at `steps`, one optimizer."""
+    if not steps:
+        return
+    t = ctx.params.train
+    streams = []
+    for task in ctx.tasks:
+        split = ctx.split("train", task)
+        idx = torch.randperm(len(split), generator=generator(seed, "warmup", task))
+        streams.append(list(task_batches(task, split, idx, t.batch_size)))
+    batches = round_robin(streams)[:steps]
+    opt = make_optimizer(t.optimizer, [p for p in ctx.model.parameters() if p.requires_grad],
+                         t.lr)
+    with step_logger(log_dir, len(batches), f"warm-up s{seed}") as on_step:
+        train_pass(ctx.model, batches, opt, where=f"seed {seed}, warm-up", on_step=on_step)
 
 class JointTraining(Method):
     """Each epoch: the same ρ-subset of each task that αVIL's fine-tunes see (same seeds),

@@ -1,1 +1,2 @@
-"""The models: the multitask wrapper with per-task heads, the CNN, the transformer encoder and its prefix cache."""
+"""The models: the multitask wrapper with per-task heads, the CNN, the transformer encoder and
+its prefix cache."""

@@ -13,11 +13,12 @@ from pathlib import Path
 from alphavil.store import layout
 from alphavil.store.artifacts import write_json, write_text
 from alphavil.config import Params
-from alphavil.report.curves import (ALPHA_CSV, TARGET_CSV, AlphaRow, TargetRow, WeightRow, curves, weight_rows,
-                     write_csv)
+from alphavil.report.curves import (ALPHA_CSV, TARGET_CSV, AlphaRow, TargetRow, WeightRow, curves,
+                                    weight_rows, write_csv)
 from alphavil.report.plots import (REFUSED_LABEL, curves_figure, data_range, save_png, task_labels,
-                    weights_figure)
-from alphavil.report.stats import SAME, holm, mean_estimated, mean_std, paired_comparison, ranking_score
+                                   weights_figure)
+from alphavil.report.stats import (SAME, holm, mean_estimated, mean_std, paired_comparison,
+                                   ranking_score)
 from alphavil.report.summary import aux_roles, primary_metric, summarise
 from alphavil.report.tables import alpha_cell, comparison_lines, fmt, fmt_p, markdown
 

@@ -1,1 +1,2 @@
-"""Process-level services every stage uses: device and precision, data-parallel ranks, seeding, timing and progress logs."""
+"""Process-level services every stage uses: device and precision, data-parallel ranks, seeding,
+timing and progress logs."""

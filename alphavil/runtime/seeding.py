@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import hashlib
+import zlib
 import os
 
+import numpy as np
 import torch
 
 from alphavil.config import ParamsError
@@ -42,3 +44,7 @@ def set_determinism(seed: int) -> None:
     # the call imports torch's compiler stack, ~1.7 s of start-up in every stage.
     configure_threads()
     torch.manual_seed(seed)
+
+
+def task_rng(data_seed: int, task: str, *stream: int) -> np.random.Generator:
+    return np.random.default_rng([data_seed, zlib.crc32(task.encode()), *stream])

@@ -1,1 +1,2 @@
-"""Artifacts on disk: where each lives (layout) and how it is written atomically and read back checked."""
+"""Artifacts on disk: where each lives (layout) and how it is written atomically and read back
+checked."""

@@ -1,1 +1,2 @@
-"""The training loop, optimizers, metrics, compute budgets and the per-run context a method trains in."""
+"""The training loop, optimizers, metrics, compute budgets and the per-run context a method
+trains in."""

@@ -1,1 +1,2 @@
-"""Commands around the pipeline: studies, learning-rate grids, the epoch schedule, dvc.lock handling, params safety, verification."""
+"""Commands around the pipeline: studies, learning-rate grids, the epoch schedule, dvc.lock
+handling, params safety, verification."""
