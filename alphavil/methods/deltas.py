@@ -211,8 +211,9 @@ def estimate_alpha(model: nn.Module, theta: Weights, deltas: list[Weights], dev:
     if fit == "converge":
         # float64 α: the line search compares losses and steps below float32's resolution
         alpha = alpha.detach().double().requires_grad_(True)
-        losses, run = lbfgs_minimise(alpha, loss_and_grad, tol=tol,
-                                     max_iter=max_iter if len(deltas) else 0, where=where)
+        losses, run = lbfgs_minimise(alpha, loss_and_grad, tol=tol, max_iter=max_iter,
+                                     where=where) if len(deltas) else \
+            ([], {"iterations": 0, "evaluations": 0, "grad": alpha.detach()})
         record = fit_record("converge", run["grad"], run["iterations"], run["evaluations"],
                             len(dev), run["evaluations"] * len(dev), tol)
     else:
@@ -220,7 +221,7 @@ def estimate_alpha(model: nn.Module, theta: Weights, deltas: list[Weights], dev:
                                    lr=lr, optimizer=optimizer, batch_size=batch_size, g=g,
                                    where=where, scale=scale)
         if record_fit:
-            _, grad = loss_and_grad(alpha.detach())
+            grad = loss_and_grad(alpha.detach())[1] if len(deltas) else alpha.detach()
             record = fit_record("budget", grad, steps, steps, len(torch.unique(seen)),
                                 len(seen), tol)
     trace = {"dev_loss_at_init": before, "step_losses": losses}
