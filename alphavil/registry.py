@@ -38,11 +38,18 @@ SETTINGS = {"vision": "cnn", "nlu": "transformer"}
 WEIGHT_RULES = {
     "additive": "alphavil.methods.deltas:additive_rule",  # the paper's
     "alpha": "alphavil.methods.deltas:alpha_rule",
+    "multiplicative": "alphavil.methods.deltas:multiplicative_rule",
 }
 # alphavil.weight_mode: how w_k acts on task k's fine-tune (alphavil/core.py weight_scaling)
 WEIGHT_MODES = ("step", "loss")
 # alpha.combine: θ + Σ α_k δ_k (sum, the paper) or θ + (1/K) Σ α_k δ_k (core.combine_scale)
 COMBINES = ("sum", "mean")
+# alpha.fit: the paper's fixed step budget, or L-BFGS to the dev-loss minimiser
+# (methods/deltas.py estimate_alpha, methods/alpha_fit.py)
+ALPHA_FITS = ("budget", "converge")
+# alpha.order: all α at once (the paper), or the target's own α first, then the
+# auxiliary α on top of it (methods/alphavil.py AlphaVIL.estimate)
+ALPHA_ORDERS = ("joint", "target_first")
 # alphavil.delta_dtype: the torch dtype (by its name in torch) deltas are stored in
 DELTA_DTYPES = ("float64", "float32", "bfloat16")
 # train.optimizer (alphavil/optim.py make); alpha.optimizer takes the first two

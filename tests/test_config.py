@@ -252,7 +252,8 @@ def test_unknown_keys_name_the_nearest_valid_key():
         "setting, seeds, target, tasks, data, model, train, base, alphavil, alpha, diw, "
         "forkmerge, gcs, budget, baselines, epochs",
         "params.yaml: alpha.gaurd: unknown key (did you mean alpha.guard?); expected one of "
-        "init, steps, lr, optimizer, batch_size, guard, combine"]
+        "init, steps, lr, optimizer, batch_size, guard, combine, fit, tol, max_iter, order, "
+        "normalise"]
 
 
 def test_seeds_span_exactly_the_range_torch_accepts():

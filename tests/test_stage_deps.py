@@ -76,6 +76,12 @@ ALTERNATIVES = {
     "alpha.batch_size": lambda v: v // 2,
     "alpha.guard": lambda v: not v,
     "alpha.combine": lambda v: "mean" if v == "sum" else "sum",
+    "alpha.fit": lambda v: "converge" if v == "budget" else "budget",
+    "alpha.tol": lambda v: v * 10,
+    "alpha.max_iter": lambda v: v // 2,
+    "alpha.order": lambda v: "target_first" if v == "joint" else "joint",
+    # valid only with order target_first, which every perturbation that changes it sets too
+    "alpha.normalise": lambda v: not v,
     "diw.max_weight": lambda v: v / 2,
     "diw.iterations": lambda v: v // 2,
     "diw.max_examples": lambda v: 10,

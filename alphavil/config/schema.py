@@ -108,6 +108,23 @@ class Alpha(Section):  # α estimation on the target's dev loss
     batch_size: Int(1)
     guard: bool = False
     combine: Literal[registry.COMBINES] = "sum"
+    # budget: `steps` steps of `optimizer` (the paper's cost); converge: L-BFGS on the whole
+    # dev split until the gradient norm <= tol or max_iter iterations
+    fit: Literal[registry.ALPHA_FITS] = "budget"
+    tol: Positive = 1e-5
+    max_iter: Int(1) = 100
+    # joint: every α at once (paper); target_first: the target's α, then the others from 0
+    order: Literal[registry.ALPHA_ORDERS] = "joint"
+    # target_first only: auxiliary deltas scaled to the target delta's norm for the fit
+    normalise: bool = False
+
+    @model_validator(mode="after")
+    def _normalise_needs_target_first(self):
+        if self.normalise and self.order != "target_first":
+            problems([bad(("normalise",), "false unless order is 'target_first' (deltas are "
+                          "scaled to the target delta's norm, fitted after it)",
+                          self.normalise)])
+        return self
 
 
 class DIW(Section):
@@ -228,6 +245,16 @@ class Params(Section):
         if isinstance(self.tasks, dict) and self.target not in self.tasks:
             problems([bad(("target",), f"one of the task names {list(self.tasks)}"
                           + did_you_mean(self.target, self.tasks), self.target)])
+        return self
+
+    @model_validator(mode="after")
+    def _compute_budget_counts_the_alpha_fit(self):
+        # budget.match compute charges αVIL alpha.steps x alpha.batch_size α passes per epoch
+        # (training/budget.py); an L-BFGS fit's passes are known only after it ran
+        if self.budget.match == "compute" and self.alpha.fit == "converge":
+            problems([bad(("alpha", "fit"), "'budget' with budget.match 'compute' (the "
+                          "compute-matched baselines are planned from alpha.steps, which a "
+                          "converged fit does not follow)", self.alpha.fit)])
         return self
 
     @property

@@ -5,9 +5,13 @@ from __future__ import annotations
 
 from typing import Callable, Iterable
 
+import torch
+
 from alphavil.config import EpochSpec
-from alphavil.methods.deltas import (combine_scale, delta_dtype, estimate_alpha, finetune_steps,
-                                     finetune_task, merge, merge_accepted, update_weights)
+from alphavil.methods.deltas import (combine, combine_scale, delta_dtype, delta_norm,
+                                     estimate_alpha, finetune_steps, finetune_task, guard_record,
+                                     merge, merge_accepted, scale_delta, theta_device,
+                                     update_weights)
 from alphavil.runtime.seeding import generator
 from alphavil.training.loop import PassStats
 from alphavil.methods.base import Method, Weights
@@ -50,15 +54,64 @@ class AlphaVIL(Method):
                  state: dict) -> tuple[dict[str, float | None], dict]:
         a = self.ctx.params.for_epoch(epoch.id).alpha
         tasks = [t for t in self.active_tasks(epoch, state) if t in deltas]
-        alphas, trace = estimate_alpha(
-            self.ctx.model, theta, [deltas[t] for t in tasks],
-            self.ctx.split("dev", self.ctx.target), self.ctx.target,
-            init=a.init, steps=a.steps if tasks else 0, lr=a.lr, optimizer=a.optimizer,
-            batch_size=a.batch_size, g=generator(self.ctx.seed, epoch.id, "alpha"),
-            where=f"seed {self.ctx.seed}, epoch {epoch.id}, α estimation",
-            guard=a.guard, scale=combine_scale(a.combine, len(tasks)))
+        # the merge weighs every estimated task by the same factor (alpha.combine)
+        scale = combine_scale(a.combine, len(tasks))
+        where = f"seed {self.ctx.seed}, epoch {epoch.id}, α estimation"
+        if a.order == "target_first" and tasks:
+            alphas, trace = self._target_first(epoch, theta, deltas, tasks, scale, where)
+        else:
+            alphas, trace = self._fit(epoch, theta, [deltas[t] for t in tasks], a.init,
+                                      scale, where, a.guard, steps=a.steps if tasks else 0)
         fitted = dict(zip(tasks, alphas))
         return {t: fitted.get(t) for t in deltas}, trace
+
+    def _fit(self, epoch: EpochSpec, theta: Weights, deltas: list[Weights], init: float,
+             scale: float, where: str, guard: bool, *stream: str, steps: int) -> tuple[list, dict]:
+        a = self.ctx.params.for_epoch(epoch.id).alpha
+        return estimate_alpha(
+            self.ctx.model, theta, deltas, self.ctx.split("dev", self.ctx.target),
+            self.ctx.target, init=init, steps=steps, lr=a.lr, optimizer=a.optimizer,
+            batch_size=a.batch_size, g=generator(self.ctx.seed, epoch.id, "alpha", *stream),
+            where=where, guard=guard, scale=scale, fit=a.fit, tol=a.tol,
+            max_iter=a.max_iter, record_fit=a.fit != "budget")
+
+    def _target_first(self, epoch: EpochSpec, theta: Weights, deltas: dict[str, Weights],
+                      tasks: list[str], scale: float, where: str) -> tuple[list, dict]:
+        """alpha.order target_first (not in the paper): the target's own α on its delta
+        alone, then the auxiliary α from 0 on θ + α_t δ_t, so an auxiliary task is credited
+        only with what it adds to the target's own fine-tune. alpha.normalise scales each
+        auxiliary delta to the target delta's norm for its fit; α is recorded in the raw
+        delta's units (what the merge and the weight rule use)."""
+        a = self.ctx.params.for_epoch(epoch.id).alpha
+        target = self.ctx.target
+        aux = [t for t in tasks if t != target]
+        fitted: dict[str, float] = {}
+        stages: dict[str, dict] = {}
+        base = theta
+        if target in tasks:
+            (fitted[target],), stages["target"] = self._fit(
+                epoch, theta, [deltas[target]], a.init, scale, where, False, steps=a.steps)
+            base = combine(theta, [deltas[target]],
+                           torch.tensor([fitted[target] * scale], device=theta_device(theta)))
+        factors = {t: 1.0 for t in aux}
+        if a.normalise and target in tasks:
+            own = delta_norm(deltas[target])
+            factors = {t: own / n if (n := delta_norm(deltas[t])) > 0 else 1.0 for t in aux}
+        if aux:
+            found, stages["auxiliary"] = self._fit(
+                epoch, base, [scale_delta(deltas[t], factors[t]) for t in aux], 0.0, scale,
+                where, False, "auxiliary", steps=a.steps)
+            fitted.update({t: v * factors[t] for t, v in zip(aux, found)})
+        alphas = [fitted[t] for t in tasks]
+        first = stages.get("target", stages.get("auxiliary", {}))
+        trace = {"dev_loss_at_init": first.get("dev_loss_at_init"),
+                 "step_losses": [v for s in stages.values() for v in s["step_losses"]],
+                 "order": {"target_first": stages, "normalise_factors": factors}}
+        if a.guard:
+            trace["guard"] = guard_record(
+                self.ctx.model, theta, [deltas[t] for t in tasks], torch.tensor(alphas, device=theta_device(theta)),
+                self.ctx.split("dev", target), target, a.batch_size, scale, where)
+        return alphas, trace
 
     def merge(self, theta: Weights, alphas: dict[str, float | None],
               deltas: Iterable[tuple[str, Weights]], accepted: bool = True) -> Weights:

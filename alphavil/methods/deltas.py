@@ -12,6 +12,7 @@ from torch.func import functional_call
 
 from alphavil import registry
 from alphavil.data.prepared import TaskSplit
+from alphavil.methods.alpha_fit import fit_record, lbfgs_minimise
 from alphavil.models.multitask import load_trainable, trainable_state
 from alphavil.training.loop import (PassStats, make_optimizer, minibatches, sample_indices,
                                     sample_size, task_batches, task_loss, train_pass)
@@ -93,6 +94,19 @@ def finetune_task(model: nn.Module, theta: Weights, split: TaskSplit, task: str,
     return compute_delta(theta, after, names, delta_dtype), stats
 
 
+def delta_norm(delta: Weights) -> float:
+    """‖δ‖ over all its tensors, in float64."""
+    return math.sqrt(sum(float(d.double().pow(2).sum()) for d in delta.values()))
+
+
+def scale_delta(delta: Weights, factor: float) -> Weights:
+    return delta if factor == 1.0 else {n: d * factor for n, d in delta.items()}
+
+
+def theta_device(theta: Weights) -> torch.device:
+    return next(iter(theta.values())).device
+
+
 def combine(theta: Weights, deltas: list[Weights], alpha: torch.Tensor) -> Weights:
     """θ_α = θ + Σ_k α_k δ_k, differentiable with respect to α (alpha.combine: mean passes
     α/K here, see combine_scale)."""
@@ -137,29 +151,106 @@ def combine_scale(combine_mode: str, k: int) -> float:
                      f"got {combine_mode!r}")
 
 
+def _dev_loss_and_grad(model: nn.Module, theta: Weights, deltas: list[Weights], dev: TaskSplit,
+                       target: str, batch_size: int, scale: float):
+    """(α) -> (the whole dev split's mean loss at α, its gradient in α): one backward per
+    batch, so memory is that of one batch (as _full_dev_loss)."""
+    n = len(dev)
+
+    def loss_and_grad(at: torch.Tensor) -> tuple[float, torch.Tensor]:
+        alpha = at.detach().clone().requires_grad_(True)
+        total, grad = 0.0, torch.zeros_like(alpha)
+        for idx in minibatches(torch.arange(n, device=dev.device), batch_size):
+            inputs, labels = dev.batch(idx)
+            logits = functional_call(model, combine(theta, deltas, alpha * scale),
+                                     (inputs, target))
+            loss = task_loss(logits, labels).double().sum() / n
+            grad += torch.autograd.grad(loss, alpha)[0]
+            total += float(loss.detach())
+        return total, grad
+    return loss_and_grad
+
+
+def guard_record(model: nn.Module, theta: Weights, deltas: list[Weights], fitted: torch.Tensor,
+                 dev: TaskSplit, target: str, batch_size: int, scale: float, where: str) -> dict:
+    """alpha.guard: the whole dev split's loss of θ and of θ + Σ scale·α_k δ_k."""
+    at_theta = _full_dev_loss(model, theta, [], fitted[:0], dev, target, batch_size)
+    at_fitted = _full_dev_loss(model, theta, deltas, fitted * scale, dev, target, batch_size)
+    if not math.isfinite(at_fitted):
+        raise FloatingPointError(f"{where}: dev loss of target task {target!r} is "
+                                 f"{at_fitted} at the fitted α = {fitted.tolist()}")
+    return {"dev_loss_theta": at_theta, "dev_loss_fitted": at_fitted,
+            "accepted": at_fitted <= at_theta}
+
+
 def estimate_alpha(model: nn.Module, theta: Weights, deltas: list[Weights], dev: TaskSplit,
                    target: str, *, init: float, steps: int, lr: float, optimizer: str,
                    batch_size: int, g: torch.Generator, where: str,
-                   guard: bool = False, scale: float = 1.0) -> tuple[list[float], dict]:
+                   guard: bool = False, scale: float = 1.0, fit: str = "budget",
+                   tol: float = 1e-5, max_iter: int = 100,
+                   record_fit: bool = True) -> tuple[list[float], dict]:
     """Minimise the target's dev loss of θ + Σ scale·α_k δ_k over α only (θ, δ frozen).
 
+    `fit` (alpha.fit): "budget" takes `steps` steps of `optimizer` on shuffled dev
+    minibatches (the paper); "converge" runs L-BFGS on the whole dev split to a gradient
+    norm <= tol or max_iter iterations (alpha_fit.py). With `record_fit` the trace's "fit"
+    entry says how the fit ended: final whole-dev gradient norm, steps, dev passes and
+    examples, converged (under budget this costs one more dev pass, for the gradient).
     With `guard`, also compare the whole dev split's loss at the fitted α with that of θ
     itself; the trace's "guard" entry says whether the merge may go ahead (merge_accepted)."""
     model.eval()
+    if fit not in registry.ALPHA_FITS:
+        raise ValueError(f"alpha.fit: expected one of {list(registry.ALPHA_FITS)}, got {fit!r}")
     alpha = torch.full((len(deltas),), float(init), dtype=torch.float32, requires_grad=True,
                        device=dev.device)
-    opt = make_optimizer(optimizer, [alpha], lr) if optimizer == "adam" else \
-        make_optimizer("sgd", [alpha], lr)
     before = _full_dev_loss(model, theta, deltas, alpha * scale, dev, target, batch_size)
     if not math.isfinite(before):
         raise FloatingPointError(f"{where}: dev loss of target task {target!r} is {before} "
                                  f"at α = {init} (before any α step)")
+    loss_and_grad = _dev_loss_and_grad(model, theta, deltas, dev, target, batch_size, scale)
+    if fit == "converge":
+        # float64 α: the line search compares losses and steps below float32's resolution
+        alpha = alpha.detach().double().requires_grad_(True)
+        losses, run = lbfgs_minimise(alpha, loss_and_grad, tol=tol, max_iter=max_iter,
+                                     where=where) if len(deltas) else \
+            ([], {"iterations": 0, "evaluations": 0, "grad": alpha.detach()})
+        record = fit_record("converge", run["grad"], run["iterations"], run["evaluations"],
+                            len(dev), run["evaluations"] * len(dev), tol)
+    else:
+        losses, seen = _fit_budget(model, theta, deltas, dev, target, alpha, steps=steps,
+                                   lr=lr, optimizer=optimizer, batch_size=batch_size, g=g,
+                                   where=where, scale=scale)
+        if record_fit:
+            grad = loss_and_grad(alpha.detach())[1] if len(deltas) else alpha.detach()
+            record = fit_record("budget", grad, steps, steps, len(torch.unique(seen)),
+                                len(seen), tol)
+    trace = {"dev_loss_at_init": before, "step_losses": losses}
+    if record_fit or fit != "budget":
+        trace["fit"] = record
+    # Without the guard there is no whole-dev pass at the fitted α: that is the merged
+    # checkpoint's dev loss, which `evaluate` reports per epoch, so it is not computed twice.
+    if guard:
+        trace["guard"] = guard_record(model, theta, deltas, alpha.detach(), dev, target,
+                                      batch_size, scale, where)
+    return alpha.detach().tolist(), trace
+
+
+def _fit_budget(model: nn.Module, theta: Weights, deltas: list[Weights], dev: TaskSplit,
+                target: str, alpha: torch.Tensor, *, steps: int, lr: float, optimizer: str,
+                batch_size: int, g: torch.Generator, where: str,
+                scale: float) -> tuple[list[float], torch.Tensor]:
+    """alpha.fit budget: `steps` steps on shuffled dev minibatches (α changed in place).
+    Returns each step's minibatch loss and the dev indices the steps read."""
+    opt = make_optimizer(optimizer, [alpha], lr) if optimizer == "adam" else \
+        make_optimizer("sgd", [alpha], lr)
     losses: list[float] = []
     batches: list[torch.Tensor] = []
+    seen: list[torch.Tensor] = [torch.zeros(0, dtype=torch.long, device=dev.device)]
     for step in range(steps):
         if not batches:  # a fresh shuffled pass over the dev split
             order = torch.randperm(len(dev), generator=g).to(dev.device)
             batches = list(minibatches(order, batch_size))
+        seen.append(batches[0])
         loss = dev_loss(model, theta, deltas, alpha * scale, dev, target, batches.pop(0))
         value = float(loss.detach())
         if not math.isfinite(value):
@@ -172,20 +263,7 @@ def estimate_alpha(model: nn.Module, theta: Weights, deltas: list[Weights], dev:
             raise FloatingPointError(f"{where}: α became {alpha.detach().tolist()} at step "
                                      f"{step}; lower alpha.lr")
         losses.append(value)
-    trace = {"dev_loss_at_init": before, "step_losses": losses}
-    # Without the guard there is no whole-dev pass at the fitted α: that is the merged
-    # checkpoint's dev loss, which `evaluate` reports per epoch, so it is not computed twice.
-    if guard:
-        fitted = alpha.detach()
-        at_theta = _full_dev_loss(model, theta, [], fitted[:0], dev, target, batch_size)
-        at_fitted = _full_dev_loss(model, theta, deltas, fitted * scale, dev, target,
-                                    batch_size)
-        if not math.isfinite(at_fitted):
-            raise FloatingPointError(f"{where}: dev loss of target task {target!r} is "
-                                     f"{at_fitted} at the fitted α = {fitted.tolist()}")
-        trace["guard"] = {"dev_loss_theta": at_theta, "dev_loss_fitted": at_fitted,
-                          "accepted": at_fitted <= at_theta}
-    return alpha.detach().tolist(), trace
+    return losses, torch.cat(seen)
 
 
 def merge_accepted(alpha_record: dict) -> bool:
@@ -211,6 +289,10 @@ def additive_rule(w: float, a: float) -> float:
 def alpha_rule(w: float, a: float) -> float:
     return a
 
+
+def multiplicative_rule(w: float, a: float) -> float:
+    # not in the paper: α scales w, so a shrunk task (w > 0) grows back by α > 1
+    return w * a
 
 
 def update_weights(weights: dict[str, float], alphas: dict[str, float | None], rule: str,
