@@ -179,3 +179,117 @@ def test_compare_one_method_and_bad_input(tmp_path, capsys):
     assert "--method 'diw': expected a method of both studies" in capsys.readouterr().err
     assert compare.main([str(a), str(tmp_path / "none")]) == 2
     assert capsys.readouterr().err.count("\n") == 1
+
+
+# --- through the real DVC queue (tiny: 2 seeds, 1 epoch, 1 baseline) -----------------------
+
+def tiny_study_repo(tmp_path: Path, seeds: tuple = (0, 1)) -> DvcRepo:
+    raw = tiny_raw(baselines=["single_task"])
+    raw["epochs"] = raw["epochs"][:1]
+    (tmp_path / "repo").mkdir()
+    repo = DvcRepo(tmp_path / "repo", raw)
+    write_study(repo.path, "tiny", seeds=list(seeds), data_seed=0, baselines=["single_task"])
+    repo.commit("study")
+    return repo
+
+
+def study_cmd(repo: DvcRepo, *args: str) -> list[str]:
+    return [sys.executable, "-m", "alphavil.workflow.study", "run", "studies/tiny.yaml", *args]
+
+
+def start(repo: DvcRepo, *args: str) -> subprocess.Popen:
+    return subprocess.Popen(study_cmd(repo, *args), cwd=repo.path, env=repo.env, text=True,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+
+
+def stop_queue(repo: DvcRepo) -> None:
+    repo.dvc("queue", "stop", "--kill", check=False)
+
+
+@pytest.mark.integration
+def test_a_study_through_the_queue_pools_what_one_run_of_all_seeds_gives(tmp_path):
+    repo = tiny_study_repo(tmp_path)
+    before = repo.read("params.yaml")
+    try:
+        repo.run(*study_cmd(repo, "-j", "2"))
+        out = repo.path / "results" / "tiny"
+        assert sorted(p.name for p in out.iterdir()) == sorted(studyrun.FILES)
+        assert repo.read("params.yaml") == before  # the queue's params were put back
+        summary = json.loads((out / "summary.json").read_text())
+        raw = yaml.safe_load((out / "params.yaml").read_text())
+        assert raw["seeds"] == [0, 1]
+        # the same stage functions over both seeds in one process: the same summary
+        assert run_stages(raw, tmp_path / "inproc") == summary
+        records = json.loads((out / "per_epoch.json").read_text())["records"]
+        assert sorted({(r["seed"], r["method"]) for r in records}) == [
+            (s, m) for s in (0, 1) for m in ("alphavil", "single_task")]
+        run = json.loads((out / "run.json").read_text())
+        head = repo.run("git", "rev-parse", "HEAD").stdout.strip()
+        assert run["code"] == {"commit": head, "dirty": False} and run["machine"]["cores"]
+        assert sorted(run["experiments"]) == ["0", "1"]
+        # run again: both experiments are reused, nothing is queued
+        again = repo.run(*study_cmd(repo))
+        assert "Queued experiment" not in again.stdout + again.stderr
+        assert json.loads((out / "summary.json").read_text()) == summary
+    finally:
+        stop_queue(repo)
+
+
+def _stage_process(repo: DvcRepo, name: str, timeout: float = 90):
+    """The process of a `name` stage running inside `repo` (its queue runs experiments in
+    repo/.dvc/tmp/exps/): never another repository's."""
+    import psutil
+
+    end = time.time() + timeout
+    while time.time() < end:
+        for p in psutil.process_iter(["cmdline", "cwd"]):
+            cmd, cwd = p.info["cmdline"] or [], p.info["cwd"] or ""
+            if cwd.startswith(str(repo.path)) and cmd[1:2] == [f"stages/{name}.py"]:
+                return p, cmd
+        time.sleep(0.2)
+    raise AssertionError(f"no {name} stage started within {timeout} s")
+
+
+@pytest.mark.integration
+def test_a_killed_worker_fails_the_study_without_results_and_a_rerun_resumes(tmp_path):
+    repo = tiny_study_repo(tmp_path, seeds=(0,))
+    try:
+        proc = start(repo, "-j", "1")
+        victim, cmd = _stage_process(repo, "estimate_alpha")  # prepare, train_base, finetunes done
+        seed = cmd[cmd.index("--seed") + 1]
+        victim.kill()
+        _, err = proc.communicate(timeout=110)
+        assert proc.returncode == 2 and f"'tiny-s{seed}' failed" in err
+        assert not (repo.path / "results" / "tiny").exists()
+        repo.run(*study_cmd(repo, "-j", "2"))
+        log = repo.dvc("queue", "logs", f"tiny-s{seed}").stdout
+        # what had finished before the kill came from the run-cache, not from a re-run
+        assert f"Stage 'train_base@{seed}' is cached - skipping run" in log
+        assert (repo.path / "results" / "tiny" / "summary.json").is_file()
+    finally:
+        stop_queue(repo)
+
+
+@pytest.mark.integration
+def test_a_second_study_is_refused_and_a_killed_command_is_resumed(tmp_path):
+    repo = tiny_study_repo(tmp_path, seeds=(0,))
+    lock = repo.path / studyrun.LOCK
+    try:
+        first = start(repo)
+        while not lock.exists():
+            time.sleep(0.1)
+        second = repo.run(*study_cmd(repo), check=False)
+        assert second.returncode == 2
+        assert second.stderr.strip().splitlines() == [
+            f"error: another study is running in this repository (pid {first.pid}: "
+            "study run studies/tiny.yaml); wait for it to finish"]
+        _stage_process(repo, "train_base")
+        first.kill()  # the whole command; its queue workers run on
+        first.communicate()
+        assert not (repo.path / "results" / "tiny").exists()
+        repo.run(*study_cmd(repo))  # the dead holder's lock is taken over
+        summary = json.loads(repo.read("results/tiny/summary.json"))
+        assert summary["seeds"] == 1 and sorted(summary["methods"]) == ["alphavil", "single_task"]
+        assert not lock.exists()
+    finally:
+        stop_queue(repo)
