@@ -3,7 +3,8 @@
 # `make verify`: `make run`, then its metrics compared with the committed ones.
 # `make test`: the test suite (what CI runs).
 # `make plots`: `dvc plots show` as a page that renders offline, in dvc_plots/ (docs/pipeline.md).
-# `make heldout`: the default configuration on ten seeds not used while developing it.
+# `make heldout`: the default configuration on ten seeds not used while developing it
+#   (studies/heldout.yaml: one DVC experiment per seed, two at once; results/heldout/).
 # `make lr-grid`: each method's train.lr chosen on dev, then tested on fresh seeds (hours).
 # `make bench`: the performance table of docs/performance.md (a few minutes).
 # `make gpu-check`: the GPU check of docs/performance.md (≤ 8 minutes on one GPU).
@@ -72,7 +73,7 @@ harmful: install
 
 # the default configuration on ten seeds (5-14) not used while developing it
 heldout: install
-	python -m alphavil.workflow.study configs/heldout-seeds.yaml
+	python -m alphavil.workflow.study run studies/heldout.yaml -j 2
 
 # each method at its own dev-selected train.lr (docs/pipeline.md, "Learning rate per method")
 LR_GRID ?= 0.0003,0.001,0.003

@@ -33,7 +33,7 @@ from alphavil.store.artifacts import ArtifactError, read_json, write_json, write
 from alphavil.config import ParamsError, check_data_source, read_yaml, validate
 # SAME: dev metrics closer than this are a tie (means of multiples of 1/N)
 from alphavil.report import SAME, comparison_lines, fmt, holm, mean_std, paired_comparison
-from alphavil.workflow.study import merged_params
+from alphavil.workflow.studyfile import merged_params
 
 SELECTION = Path("metrics/lr_selection.json")
 TESTED_JSON = Path("metrics/lr_tested.json")

@@ -2,6 +2,7 @@
 
     python -m alphavil.workflow.study configs/harmful.yaml [--name NAME]
     python -m alphavil.workflow.study configs/target-only.yaml configs/heldout-seeds.yaml
+    python -m alphavil.workflow.study run studies/heldout.yaml [-j 2]   (alphavil/workflow/studyrun.py)
 
 A config file is an overlay: each of its top-level keys replaces that key of params.yaml
 as a whole (no deep merge, so what a study runs is readable in one file). Several overlays
@@ -26,50 +27,20 @@ import yaml
 
 from alphavil.workflow import safety
 from alphavil.store.artifacts import write_text
-from alphavil.config import ParamsError, check_data_source, read_yaml, validate
+from alphavil.config import ParamsError, check_data_source, validate
+# overlay and merged_params are imported from here by other modules and tests
+from alphavil.workflow.studyfile import merge, merged_params, overlay  # noqa: F401
 
 HEADER = ("# Written by `python -m alphavil.workflow.study {config}`: params.yaml with the overlays'\n"
           "# top-level keys replaced. Back to the default: git checkout params.yaml && dvc checkout\n")
 
 
-def overlay(base: dict, config: dict, source: str) -> dict:
-    if not isinstance(config, dict) or not config:
-        raise ParamsError(f"{source}: expected a non-empty mapping of params.yaml keys")
-    unknown = sorted(set(config) - set(base) - {"setting"})
-    if unknown:
-        raise ParamsError(f"{source}: keys {unknown} are not in params.yaml "
-                          f"(known: {sorted(base)})")
-    return {**base, **config}
-
-
-def merged_params(config_paths: Path | list[Path],
-                  params_path: Path = Path("params.yaml")) -> dict:
-    """params.yaml with the overlays' keys replaced, as written in the files; a ParamsError
-    if the result is not valid."""
-    merged, source = _merge(config_paths, params_path)
-    validate(merged, source)
-    return merged
-
-
-def _merge(config_paths: Path | list[Path], params_path: Path) -> tuple[dict, str]:
-    configs = [config_paths] if isinstance(config_paths, Path) else list(config_paths)
-    for path in [*configs, params_path]:
-        if not path.is_file():
-            raise ParamsError(f"{path}: file not found")
-    merged = read_yaml(params_path)
-    set_by: dict[str, Path] = {}
-    for path in configs:
-        config = read_yaml(path)
-        merged = overlay(merged, config, str(path))
-        clash = sorted(k for k in config if k in set_by)
-        if clash:
-            raise ParamsError(f"{path}: keys {clash} are also set by {set_by[clash[0]]}; "
-                              f"overlays run together must set different keys")
-        set_by.update(dict.fromkeys(config, path))
-    return merged, f"{' + '.join(map(str, configs))} over {params_path}"
-
-
 def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    if argv[:1] == ["run"]:  # a committed study file: alphavil/workflow/studyrun.py
+        from alphavil.workflow import studyrun
+
+        return studyrun.main(argv[1:])
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("config", type=Path, nargs="+", help="overlay file(s) in configs/")
     ap.add_argument("--name", help="experiment name (default: the config files' stems)")
@@ -78,7 +49,8 @@ def main(argv: list[str] | None = None) -> int:
                     help="only write the merged params.yaml")
     args = ap.parse_args(argv)
     try:
-        params = validate(*_merge(args.config, args.params))
+        merged, source, _ = merge(args.config, args.params)
+        params = validate(merged, source)
         # source files prepare will read (e.g. a Debian data package): say so now, with
         # the command that installs them, rather than after DVC has started
         check_data_source(params)
