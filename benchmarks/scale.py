@@ -37,7 +37,7 @@ def peak_rss_mib() -> float:
 def measure(configs: list[Path], seed: int) -> dict:
     from alphavil import pipeline
     from alphavil.runtime.seeding import configure_threads
-    from alphavil.workflow.study import merged_params
+    from alphavil.workflow.studyfile import merged_params
 
     full = merged_params(configs, ROOT / "params.yaml")
     raw = {**full, "seeds": [seed], "epochs": full["epochs"][:1]}

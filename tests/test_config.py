@@ -13,7 +13,7 @@ from testkit.params import ROOT, committed_params_file, committed_params_text, r
 @pytest.mark.parametrize("config", sorted((ROOT / "configs").glob("*.yaml")),
                          ids=lambda p: p.name)
 def test_every_named_config_overlays_into_valid_params(config, tmp_path):
-    from alphavil.workflow.study import merged_params
+    from alphavil.workflow.studyfile import merged_params
 
     overlay = yaml.safe_load(config.read_text())
     merged = merged_params(config, committed_params_file(tmp_path))  # raises ParamsError if invalid
@@ -173,7 +173,8 @@ def test_schedule_keeps_overrides_of_kept_epochs():
 
 
 def test_two_overlays_with_disjoint_keys_merge_and_run_as_one_study(tmp_path):
-    from alphavil.workflow.study import main, merged_params
+    from alphavil.workflow.study import main
+    from alphavil.workflow.studyfile import merged_params
 
     configs = [ROOT / "configs" / "target-only.yaml", ROOT / "configs" / "heldout-seeds.yaml"]
     params = committed_params_file(tmp_path)
@@ -187,7 +188,7 @@ def test_two_overlays_with_disjoint_keys_merge_and_run_as_one_study(tmp_path):
 
 
 def test_overlays_that_set_the_same_key_are_refused(tmp_path):
-    from alphavil.workflow.study import merged_params
+    from alphavil.workflow.studyfile import merged_params
 
     a, b = tmp_path / "a.yaml", tmp_path / "b.yaml"
     a.write_text("seeds: [1]\nbaselines: [uniform]\n")

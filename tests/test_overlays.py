@@ -6,7 +6,7 @@ out a key with a default (configs/nlu.yaml: train.device) must still get it writ
 import pytest
 import yaml
 
-from alphavil.workflow import study
+from alphavil.workflow import study, studyfile
 from alphavil.config import load_params, validate
 from testkit.params import ROOT
 
@@ -59,5 +59,5 @@ def test_study_writes_every_param_a_stage_declares(config, tmp_path, monkeypatch
             missing.append(key)
     assert not missing, f"{config.name}: params.yaml lacks {missing}"
     # what was written is the overlay's params, validated and default-filled
-    merged = study.merged_params(config, ROOT / "params.yaml")
+    merged = studyfile.merged_params(config, ROOT / "params.yaml")
     assert written == validate(merged).dump() == load_params(params).dump()

@@ -28,11 +28,11 @@ import yaml
 from alphavil.workflow import safety
 from alphavil.store.artifacts import write_text
 from alphavil.config import ParamsError, check_data_source, validate
-# overlay and merged_params are imported from here by other modules and tests
-from alphavil.workflow.studyfile import merge, merged_params, overlay  # noqa: F401
+from alphavil.workflow.studyfile import merge
 
-HEADER = ("# Written by `python -m alphavil.workflow.study {config}`: params.yaml with the overlays'\n"
-          "# top-level keys replaced. Back to the default: git checkout params.yaml && dvc checkout\n")
+HEADER = ("# Written by `python -m alphavil.workflow.study {config}`: params.yaml with the "
+          "overlays'\n# top-level keys replaced. Back to the default: git checkout params.yaml "
+          "&& dvc checkout\n")
 
 
 def main(argv: list[str] | None = None) -> int:
