@@ -168,13 +168,15 @@ def test_pipeline_writes_the_fit_record_only_under_converge(workdir):
     assert record["converged"] == (record["grad_norm"] <= 1e-5)
 
 
-def test_converged_fit_is_refused_where_baselines_are_matched_to_alphas_planned_passes():
-    """budget.match compute plans the baselines from alpha.steps × alpha.batch_size; a
-    converged fit spends another number of passes, so the pair is refused, not miscounted."""
-    from alphavil.config import ParamsError, validate
-    from testkit.params import tiny_raw
 
-    validate(tiny_raw(alpha={"fit": "converge"}))
-    validate(tiny_raw(budget={"match": "compute"}))
+def test_converged_fit_is_refused_where_baselines_are_matched_to_alphas_planned_passes(workdir):
+    """budget.match compute plans the baselines from alpha.steps × alpha.batch_size; a
+    converged fit spends another number of passes, so a compute-matched baseline refuses
+    it before training, instead of miscounting."""
+    from alphavil import pipeline
+    from alphavil.config import ParamsError
+
+    workdir(alpha={"fit": "converge"}, budget={"match": "compute"})
+    pipeline.train_base(0)
     with pytest.raises(ParamsError, match=r"alpha\.fit: expected 'budget' with budget\.match"):
-        validate(tiny_raw(alpha={"fit": "converge"}, budget={"match": "compute"}))
+        pipeline.train_method("uniform", 0)

@@ -247,16 +247,6 @@ class Params(Section):
                           + did_you_mean(self.target, self.tasks), self.target)])
         return self
 
-    @model_validator(mode="after")
-    def _compute_budget_counts_the_alpha_fit(self):
-        # budget.match compute charges αVIL alpha.steps x alpha.batch_size α passes per epoch
-        # (training/budget.py); an L-BFGS fit's passes are known only after it ran
-        if self.budget.match == "compute" and self.alpha.fit == "converge":
-            problems([bad(("alpha", "fit"), "'budget' with budget.match 'compute' (the "
-                          "compute-matched baselines are planned from alpha.steps, which a "
-                          "converged fit does not follow)", self.alpha.fit)])
-        return self
-
     @property
     def methods(self) -> list[str]:
         """αVIL first, then the baselines."""

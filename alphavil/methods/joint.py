@@ -7,7 +7,7 @@ from pathlib import Path
 import torch
 
 from alphavil.training import budget
-from alphavil.config import EpochSpec, Params
+from alphavil.config import EpochSpec, Params, ParamsError
 from alphavil.models.multitask import load_trainable, trainable_state
 from alphavil.runtime.seeding import generator
 from alphavil.runtime.steplog import step_logger
@@ -92,6 +92,11 @@ class JointTraining(Method):
         """The epoch's indices stretched to αVIL's planned example passes for this epoch."""
         sizes = {t: len(self.ctx.split("train", t)) for t in self.ctx.tasks}
         ratio = p.alphavil.sample_ratio
+        if p.alpha.fit != "budget":  # refused before this baseline trains a step
+            raise ParamsError("alpha.fit: expected 'budget' with budget.match 'compute' (the "
+                              "compute-matched baselines are planned from alpha.steps x "
+                              f"alpha.batch_size, which a converged fit does not follow), "
+                              f"got {p.alpha.fit!r}")
         planned = budget.alphavil_passes(
             sizes, ratio, len(self.ctx.split("dev", self.ctx.target)),
             p.alpha.steps, p.alpha.batch_size)
