@@ -45,7 +45,7 @@ run-nlu: install-nlu
 	python -m alphavil.workflow.study configs/nlu.yaml
 	@cat metrics/summary.md
 
-# Fashion-MNIST's 70,000 IDX images from Debian's package registry (as root, as sessions and
+# Fashion-MNIST's 70,000 IDX images from Debian's package registry (as root, as
 # CI run; `sudo make install-fashion` otherwise); nothing to do when they are there.
 FASHION := /usr/share/datasets/fashion-mnist
 
