@@ -57,9 +57,10 @@ run-fashion: install install-fashion
 	python -m alphavil.workflow.study configs/multifashion.yaml
 
 # alphavil.workflow.safety first: a params value must not reach DVC's shell or paths (docs/pipeline.md)
+# the stages run in a warm worker (alphavil/workflow/warm.py): no per-stage start-up
 run: install
 	python -m alphavil.workflow.safety
-	dvc repro
+	python -m alphavil.workflow.warm -- dvc repro
 	@cat metrics/summary.md
 
 # the default run on this machine, compared with the committed metrics (docs/pipeline.md,

@@ -4,7 +4,11 @@ so it runs before DVC runs their commands or removes their outputs. It always ch
 params.yaml (the file DVC renders), so it takes no --params."""
 import argparse
 
-from alphavil import cli
+from alphavil.workflow import warm
+
+warm.delegate()  # into a warm worker when one runs (make run, studies): no start-up
+
+from alphavil import cli  # noqa: E402
 from alphavil.store import layout
 from alphavil.workflow import safety
 

@@ -40,13 +40,27 @@ import yaml
 
 from alphavil.config import Params, ParamsError, check_data_source
 from alphavil.store.artifacts import ArtifactError, write_json, write_text
-from alphavil.workflow import safety
+from alphavil.workflow import safety, warm
 from alphavil.workflow.lrgrid import _dvc, busy_names, dvc_records, finished
 from alphavil.workflow.studyfile import study_params
 
 RESULTS = Path("results")
 LOCK = Path(".dvc/tmp/alphavil-study.lock")
 FILES = ("params.yaml", "summary.json", "summary.md", "per_epoch.json", "run.json")
+
+
+@contextmanager
+def _environ(entries: dict[str, str]):
+    saved = {k: os.environ.get(k) for k in entries}
+    os.environ.update(entries)
+    try:
+        yield
+    finally:
+        for k, v in saved.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
 
 
 # --- one study at a time -------------------------------------------------------------------
@@ -240,9 +254,13 @@ def run(path: Path, jobs: int) -> Path:
     with study_lock(LOCK, f"study run {path}"):
         recover(out)
         todo, stale = plan(study, params)
-        queue(study, params, todo, stale, jobs)
         names = [exp_name(study, s) for s in params.seeds]
-        done = dict(zip(params.seeds, wait(names)))
+        # the queue's workers inherit ALPHAVIL_WARM from `dvc queue start` (alphavil/
+        # workflow/warm.py: stages skip their start-up); workers an earlier run left
+        # running lack it and run their stages cold
+        with warm.worker_env() as worker, _environ(worker.env):
+            queue(study, params, todo, stale, jobs)
+            done = dict(zip(params.seeds, wait(names)))
         for seed, record in done.items():
             if record["params"] != seed_params(params, seed):
                 raise ParamsError(f"experiment {record['name']!r} ran other params than "
@@ -258,6 +276,7 @@ def run(path: Path, jobs: int) -> Path:
             "run.json": {"study": str(path), "study_sha256": hashlib.sha256(
                 path.read_bytes()).hexdigest(), "jobs": jobs,
                 "wall_s": round(time.perf_counter() - start, 1),
+                "stages_warm": worker.served, "stages_declined": worker.declined,
                 "experiments": {str(s): {"name": r["name"], "rev": r["rev"]}
                                 for s, r in done.items()}, **machine_record()}})
     return out
