@@ -58,7 +58,8 @@ class ForkMerge(JointTraining):
         chosen, dev_losses = [], []
         for start in range(0, rounds, step):
             part = {t: s[start:start + step] for t, s in streams.items()}
-            batches = {"target": part[target], "joint": SCHEDULES[self.schedule](list(part.values()))}
+            batches = {"target": part[target],
+                       "joint": SCHEDULES[self.schedule](list(part.values()))}
             deltas = {}
             for branch in ("target", "joint"):  # the target branch first, as single_task
                 load_trainable(model, theta)
