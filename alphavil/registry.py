@@ -55,6 +55,9 @@ DELTA_DTYPES = ("float64", "float32", "bfloat16")
 # train.optimizer (alphavil/optim.py make); alpha.optimizer takes the first two
 OPTIMIZERS = ("sgd", "adam", "adamw")
 ALPHA_OPTIMIZERS = ("sgd", "adam")
+# joint.schedule: how a joint epoch groups its tasks' batches into optimizer steps
+# (alphavil/methods/joint.py SCHEDULES)
+JOINT_SCHEDULES = ("each_step", "spread", "round_robin")
 # train.device (alphavil/device.py resolve)
 DEVICES = ("cpu", "cuda", "auto")
 # train.precision -> the autocast dtype (by its name in torch; None: no autocast)

@@ -94,6 +94,9 @@ CASES = [
     ("train.device", "gpu", "train.device", "one of ['auto', 'cpu', 'cuda']", 1),
     ("train.precision", "fp16", "train.precision", "one of ['bf16', 'fp32']", 1),
     ("alphavil.weight_mode", "steps", "alphavil.weight_mode", "did you mean step?", 1),
+    ("joint.schedule", "round-robin", "joint.schedule", "did you mean round_robin?", 1),
+    ("joint.schedule", "random", "joint.schedule",
+     "one of ['each_step', 'round_robin', 'spread']", 1),
     ("baselines", ["unifrom"], "baselines", "did you mean uniform?", 1),
     # per-task knobs of the ground-truth suites (alphavil/tasks.py)
     ("tasks.right.role", "helpfull", "tasks.right.role", "did you mean helpful?", 1),

@@ -88,6 +88,7 @@ ALTERNATIVES = {
     "forkmerge.interval": lambda v: 2,
     "forkmerge.lambdas": lambda v: [0.0, 0.5, 1.0],
     "gcs.weighted": lambda v: not v,
+    "joint.schedule": lambda v: "round_robin" if v != "round_robin" else "each_step",
     "budget.match": lambda v: "compute" if v == "epochs" else "epochs",
     "baselines": lambda v: v[::-1],
     # one more epoch, with an override: the stages of the existing epochs must not care

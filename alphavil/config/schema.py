@@ -151,6 +151,14 @@ class GCS(Section):
     weighted: bool = False
 
 
+class Joint(Section):
+    # how the joint baselines order their tasks' batches into steps (alphavil/methods/joint.py):
+    # a batch of every task per step, shorter streams starting over (LibMTL's); each batch
+    # once, spread evenly over the epoch; or each batch once, round-robin until every task
+    # is used up (the old behaviour: a small target's batches all come first)
+    schedule: Literal[registry.JOINT_SCHEDULES] = "each_step"
+
+
 class Budget(Section):
     # what a baseline epoch spends (alphavil/budget.py): one pass over each task's ρ-subset,
     # or as many forward+backward example passes as αVIL plans for the epoch
@@ -221,6 +229,7 @@ class Params(Section):
     diw: DIW = DIW()
     forkmerge: ForkMerge = ForkMerge()
     gcs: GCS = GCS()
+    joint: Joint = Joint()
     budget: Budget = Budget()
     # the methods compared with αVIL, each run as one train_method stage
     baselines: Annotated[list[Literal[registry.BASELINES]], Field(min_length=1, description=(

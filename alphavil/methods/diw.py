@@ -2,8 +2,10 @@
 tasks. At the start of every epoch, with the current model, each auxiliary task's
 training examples get importance weights by kernel mean matching (KMM) of their trunk
 features against the target's dev features; the epoch then trains jointly (as uniform
-MTL) with those per-example loss weights. Target examples keep weight 1. Details and
-the exact adaptation: docs/algorithm.md."""
+MTL) with those per-example loss weights. Target examples keep weight 1. Steps follow
+joint.schedule as uniform MTL's do; a batch that each_step repeats (a shorter task starting
+over) keeps its examples' weights, fitted once per epoch. Details and the exact adaptation:
+docs/algorithm.md."""
 
 from __future__ import annotations
 

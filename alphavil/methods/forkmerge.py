@@ -4,18 +4,24 @@ Auxiliary-Task Learning"), with two branches. Every `forkmerge.interval` rounds 
 plus every auxiliary task, equal weights), each trains on the same interval of the epoch's
 batches, and θ becomes θ + (1 − λ)·δ_target + λ·δ_joint, with λ the value of
 `forkmerge.lambdas` whose merge scores best on the target's dev split (the paper's search).
-How it differs from αVIL: docs/algorithm.md."""
+How it differs from αVIL: docs/algorithm.md.
+
+joint.schedule orders the joint branch's batches within each interval as it orders uniform
+MTL's epoch (methods/joint.py; under each_step a shorter task starts over within the
+interval). The intervals stay rounds of each task's own batches, and the target-only branch
+takes the target's batches of the interval once each, whatever the schedule."""
 
 from __future__ import annotations
 
 import torch
 
 from alphavil.config import EpochSpec
+from alphavil.training import budget
 from alphavil.methods.deltas import compute_delta, merge
 from alphavil.models.multitask import load_trainable, trainable_state
 from alphavil.training.loop import evaluate, train_pass
 from alphavil.methods.base import Weights
-from alphavil.methods.joint import JointTraining, round_robin
+from alphavil.methods.joint import SCHEDULES, JointTraining
 
 
 def pick_lambda(scores: dict[float, dict[str, float]], metric: str) -> float:
@@ -26,8 +32,14 @@ def pick_lambda(scores: dict[float, dict[str, float]], metric: str) -> float:
 
 class ForkMerge(JointTraining):
     def epoch_passes(self, sizes: dict[str, int], batch_size: int) -> int:
-        # the target-only branch trains on the target's batches, the joint one on all
-        return sizes[self.ctx.target] + sum(sizes.values())
+        # the target-only branch trains on the target's batches, the joint one on every
+        # task's, interval by interval under joint.schedule (as run_epoch)
+        batches = [budget.batch_sizes(n, batch_size) for n in sizes.values()]
+        rounds = max(map(len, batches))
+        step = self.ctx.params.forkmerge.interval or rounds
+        return sizes[self.ctx.target] + sum(
+            budget.scheduled_passes([b[start:start + step] for b in batches], self.schedule)
+            for start in range(0, rounds, step))
 
     def run_epoch(self, epoch: EpochSpec, theta: Weights, state: dict) -> tuple[Weights, dict]:
         cfg = self.ctx.params.for_epoch(epoch.id).forkmerge
@@ -46,7 +58,8 @@ class ForkMerge(JointTraining):
         chosen, dev_losses = [], []
         for start in range(0, rounds, step):
             part = {t: s[start:start + step] for t, s in streams.items()}
-            batches = {"target": part[target], "joint": round_robin(list(part.values()))}
+            batches = {"target": part[target],
+                       "joint": SCHEDULES[self.schedule](list(part.values()))}
             deltas = {}
             for branch in ("target", "joint"):  # the target branch first, as single_task
                 load_trainable(model, theta)

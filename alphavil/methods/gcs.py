@@ -6,7 +6,8 @@ scaled by the cosine, the paper's weighted variant); each task's head gets its o
 gradient, as in joint training. Under `model.heads: label` a head that an auxiliary task
 shares with the target is gated like the trunk (it is part of what the target's loss
 reaches), and auxiliary tasks sharing a head of their own sum their gradients there. An epoch has as many steps as the target has batches
-(as single_task); an auxiliary task with fewer batches starts over."""
+(as single_task); an auxiliary task with fewer batches starts over. This is GCS's own
+schedule (it needs every task's gradient at every step): joint.schedule does not apply."""
 
 from __future__ import annotations
 

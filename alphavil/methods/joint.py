@@ -1,7 +1,19 @@
-"""Joint training on a mix of tasks with one optimizer: the shared loop of the baselines."""
+"""Joint training on a mix of tasks with one optimizer: the shared loop of the baselines.
+
+`joint.schedule` says how an epoch's task streams become optimizer steps (SCHEDULES):
+- each_step (default, as LibMTL): every step takes one batch of every task and sums their
+  losses; the epoch lasts as many steps as the longest stream, a shorter one starting over
+  from its first batch. Every task, the target included, is in every step.
+- spread: each batch once, one per step, each stream's batches placed by their fractional
+  position in it, so a small target is seen throughout the epoch.
+- round_robin: each batch once, one per step, a batch of each task in turn until every
+  stream is used up. The old behaviour: a target of 10 batches beside auxiliary tasks of
+  hundreds is all seen in the first steps of the epoch.
+"""
 
 from __future__ import annotations
 
+from fractions import Fraction
 from pathlib import Path
 
 import torch
@@ -24,11 +36,31 @@ def round_robin(streams: list[list[Batch]]) -> list[Batch]:
     return out
 
 
+def spread(streams: list[list[Batch]]) -> list[Batch]:
+    """Every batch once, ordered by its midpoint position (i + ½) / len in its stream (ties:
+    stream order). Streams of equal length come out exactly as round_robin."""
+    keyed = [(Fraction(2 * i + 1, 2 * len(s)), k, i)
+             for k, s in enumerate(streams) for i in range(len(s))]
+    return [streams[k][i] for _, k, i in sorted(keyed)]
+
+
+def each_step(streams: list[list[Batch]]) -> list[list[Batch]]:
+    """As many steps as the longest stream, each a batch of every (non-empty) stream; a
+    shorter stream starts over from its first batch."""
+    live = [s for s in streams if s]
+    return [[s[i % len(s)] for s in live] for i in range(max(map(len, live), default=0))]
+
+
+# joint.schedule -> the epoch's steps: a batch, or a list of batches whose losses are summed
+SCHEDULES = {"each_step": each_step, "spread": spread, "round_robin": round_robin}
+
 
 def warm_up(ctx: RunContext, seed: int, steps: int, log_dir: Path) -> None:
     """base.warmup_steps: uniform multitask steps on θ_0 before epoch 1, so every method
     starts from the same warmed-up point: each task's training set shuffled by its own
-    seeded stream, the batches taken round-robin and cut at `steps`, one optimizer."""
+    seeded stream, the batches taken round-robin and cut at `steps`, one optimizer.
+    Round-robin whatever joint.schedule says: the warmed-up θ_0 is every method's start,
+    αVIL's too, so it must not depend on a baseline's param (train_base does not read it)."""
     if not steps:
         return
     t = ctx.params.train
@@ -45,8 +77,8 @@ def warm_up(ctx: RunContext, seed: int, steps: int, log_dir: Path) -> None:
 
 class JointTraining(Method):
     """Each epoch: the same ρ-subset of each task that αVIL's fine-tunes see (same seeds),
-    interleaved, one optimizer over all parameters, per-example loss weights from
-    `example_weights`."""
+    in steps by joint.schedule, one optimizer over all parameters, per-example loss weights
+    from `example_weights` (they travel with each batch, also a repeated one)."""
 
     def epoch_tasks(self) -> list[str]:
         return self.ctx.tasks
@@ -57,9 +89,14 @@ class JointTraining(Method):
         return 1.0
 
     def epoch_passes(self, sizes: dict[str, int], batch_size: int) -> int:
-        """Forward+backward example passes of an epoch over `sizes` examples per task: each
-        batch once (methods that train several branches or gradients count each)."""
-        return sum(sizes.values())
+        """Forward+backward example passes of an epoch over `sizes` examples per task under
+        joint.schedule (methods that train several branches or gradients count each)."""
+        return budget.scheduled_passes([budget.batch_sizes(n, batch_size)
+                                        for n in sizes.values()], self.schedule)
+
+    @property
+    def schedule(self) -> str:
+        return self.ctx.params.joint.schedule
 
     def before_epoch(self, epoch: EpochSpec, state: dict,
                      indices: dict[str, torch.Tensor]) -> dict:
@@ -114,7 +151,8 @@ class JointTraining(Method):
         model = self.ctx.model
         load_trainable(model, theta)
         streams, state = self.streams(epoch, state)
-        train_pass(model, round_robin(list(streams.values())), self.optimizer(epoch),
+        steps = SCHEDULES[self.schedule](list(streams.values()))
+        train_pass(model, steps, self.optimizer(epoch),
                    where=f"{self.name}, seed {self.ctx.seed}, epoch {epoch.id}")
         return trainable_state(model), state
 
@@ -124,7 +162,7 @@ class UniformMTL(JointTraining):
 
 
 class SingleTask(JointTraining):
-    """The target task alone."""
+    """The target task alone (one stream: every joint.schedule is the same)."""
 
     def epoch_tasks(self) -> list[str]:
         return [self.ctx.target]

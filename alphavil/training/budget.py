@@ -26,6 +26,17 @@ def batch_sizes(n: int, batch_size: int) -> list[int]:
     return [min(batch_size, n - start) for start in range(0, n, batch_size)]
 
 
+def scheduled_passes(batches: list[list[int]], schedule: str) -> int:
+    """Example passes of a joint epoch over streams of these batch sizes under
+    `joint.schedule`: each batch once (round_robin, spread), or as many steps as the longest
+    stream, each taking the next batch of every stream, a shorter one starting over
+    (each_step)."""
+    if schedule != "each_step":
+        return sum(map(sum, batches))
+    steps = max(map(len, batches), default=0)
+    return sum(sum(islice(cycle(b), steps)) for b in batches if b)
+
+
 def alphavil_passes(train_sizes: dict[str, int], ratio: float, dev_size: int,
                     alpha_steps: int, alpha_batch_size: int) -> int:
     """αVIL's planned example passes in one epoch: each task's ρ-subset once, and α's steps,

@@ -80,50 +80,63 @@ class PassStats:
 CHECK_EVERY = 64
 
 
-def train_pass(model: nn.Module, batches: Iterable[Batch], optimizer,
+def train_pass(model: nn.Module, batches: Iterable[Batch | list[Batch]], optimizer,
                *, where: str = "training", on_step: Callable[[int, float], None] | None = None,
                check_every: int | None = None) -> PassStats:
-    """One pass over `batches`. Stops with an error naming `where` and the first step
-    whose loss is NaN/inf. Loss values are read `check_every` steps at a time (default:
-    every step on the CPU, CHECK_EVERY on an accelerator): the check, the stats and
-    on_step(step, loss) see every step in order, only later."""
+    """One pass over `batches`, one optimizer step each; an item that is a list of batches
+    (joint.schedule each_step: one of every task) is one step on the sum of their losses.
+    Stops with an error naming `where`, the task and the first step whose loss is NaN/inf.
+    Loss values are read `check_every` steps at a time (default: every step on the CPU,
+    CHECK_EVERY on an accelerator): the check, the stats and on_step(step, loss) see every
+    step in order, only later."""
     model.train()
     stats = PassStats()
     parallel = distributed.active()
-    pending: list[tuple[str, torch.Tensor]] = []  # (task, loss) of steps not yet checked
+    pending: list[list[tuple[str, torch.Tensor]]] = []  # each step's (task, loss) not yet checked
 
     def check() -> None:
-        values = torch.stack([v for _, v in pending]).tolist() if pending else []
-        for (task, _), value in zip(pending, values):
-            if not math.isfinite(value):
-                raise FloatingPointError(f"{where}: loss of task {task!r} is {value} at step "
-                                         f"{stats.steps}; stopping (lower train.lr?)")
+        flat = [v for step in pending for _, v in step]
+        values = iter(torch.stack(flat).tolist() if flat else [])
+        for step in pending:
+            total = 0.0
+            for (task, _), value in zip(step, values):
+                if not math.isfinite(value):
+                    raise FloatingPointError(f"{where}: loss of task {task!r} is {value} at "
+                                             f"step {stats.steps}; stopping (lower train.lr?)")
+                total += value
             stats.steps += 1
-            stats.loss_sum += value
-            stats.losses.append(value)
+            stats.loss_sum += total
+            stats.losses.append(total)
             if on_step is not None:
-                on_step(stats.steps, value)
+                on_step(stats.steps, total)
         pending.clear()
 
-    for task, inputs, labels, weight in batches:
-        if parallel:
-            loss, value = _sharded_loss(model, task, inputs, labels, weight)
-        else:
-            per_example = task_loss(model(inputs, task), labels)
-            loss = (per_example * weight).mean()
-            value = loss.detach()
+    for group in batches:
+        group = group if isinstance(group, list) else [group]
+        if not group:
+            continue
+        optimizer.zero_grad(set_to_none=True)
+        pending.append([])
+        # a backward per batch: the gradients add up to the summed loss's, and only one
+        # batch's graph is held at a time
+        for task, inputs, labels, weight in group:
+            if parallel:
+                loss, value = _sharded_loss(model, task, inputs, labels, weight)
+            else:
+                per_example = task_loss(model(inputs, task), labels)
+                loss = (per_example * weight).mean()
+                value = loss.detach()
+            pending[-1].append((task, value))
+            loss.backward()
+            stats.examples += len(labels)
         if check_every is None:
             check_every = 1 if value.device.type == "cpu" else CHECK_EVERY
-        pending.append((task, value))
         if len(pending) >= check_every:
             check()
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
         if parallel:
             distributed.all_reduce_sum_([p.grad for p in model.parameters()
                                          if p.grad is not None])
         optimizer.step()
-        stats.examples += len(labels)
     check()
     return stats
 

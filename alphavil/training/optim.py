@@ -27,7 +27,10 @@ class Optimizer:
     def __init__(self, params: Iterable[torch.Tensor], lr: float):
         self.params = [p for p in params]
         self.lr = lr
-        self.t = 0
+        # per-parameter step counts, as torch.optim keeps them: a parameter counts only the
+        # steps it had a gradient in (a task head in joint training misses most of them), so
+        # Adam's bias correction follows its own updates, not the optimizer's
+        self.t: dict[int, int] = {}
 
     def zero_grad(self, set_to_none: bool = True) -> None:
         for p in self.params:
@@ -35,9 +38,9 @@ class Optimizer:
 
     @torch.no_grad()
     def step(self) -> None:
-        self.t += 1
         for i, p in enumerate(self.params):
             if p.grad is not None:
+                self.t[i] = self.t.get(i, 0) + 1
                 self._update(i, p, p.grad)
 
     def _update(self, i: int, p: torch.Tensor, g: torch.Tensor) -> None:
@@ -79,8 +82,8 @@ class Adam(Optimizer):
         m, v = self.m[i], self.v[i]
         m.lerp_(g, 1 - self.b1)
         v.mul_(self.b2).addcmul_(g, g.conj(), value=1 - self.b2)
-        bias1 = 1 - self.b1 ** self.t
-        bias2_sqrt = math.sqrt(1 - self.b2 ** self.t)
+        bias1 = 1 - self.b1 ** self.t[i]
+        bias2_sqrt = math.sqrt(1 - self.b2 ** self.t[i])
         denom = (v.sqrt() / bias2_sqrt).add_(self.eps)
         p.addcdiv_(m, denom, value=-self.lr / bias1)
 
