@@ -89,6 +89,7 @@ ALTERNATIVES = {
     "forkmerge.lambdas": lambda v: [0.0, 0.5, 1.0],
     "gcs.weighted": lambda v: not v,
     "budget.match": lambda v: "compute" if v == "epochs" else "epochs",
+    "report.rank_by": lambda v: "cumulative_alpha" if v == "weight" else "weight",
     "baselines": lambda v: v[::-1],
     # one more epoch, with an override: the stages of the existing epochs must not care
     "epochs": lambda v: v + [{"id": f"ep{len(v)}", "prev": v[-1]["id"], "n": len(v) + 1,
