@@ -62,6 +62,10 @@ JOINT_SCHEDULES = ("each_step", "spread", "round_robin")
 DEVICES = ("cpu", "cuda", "auto")
 # train.precision -> the autocast dtype (by its name in torch; None: no autocast)
 PRECISIONS = {"fp32": None, "bf16": "bfloat16"}
+# report.rank_by: the per-task quantity the ranking score orders against a suite's roles
+# (alphavil/report/summary.py): the final weight w, or cumulative α (Σ over epochs of α minus
+# its neutral value, alphavil/report/verdict.py)
+RANK_BY = ("weight", "cumulative_alpha")
 # model.pooling of the NLU encoder's token states (alphavil/nlu/model.py)
 POOLINGS = ("mean", "cls", "pooler")
 

@@ -98,6 +98,8 @@ CASES = [
     ("joint.schedule", "random", "joint.schedule",
      "one of ['each_step', 'round_robin', 'spread']", 1),
     ("baselines", ["unifrom"], "baselines", "did you mean uniform?", 1),
+    ("report.rank_by", "alpha", "report.rank_by", "one of ['cumulative_alpha', 'weight']", 1),
+    ("report.rank_by", "cumulative_alphas", "report.rank_by", "did you mean cumulative_alpha?", 1),
     # per-task knobs of the ground-truth suites (alphavil/tasks.py)
     ("tasks.right.role", "helpfull", "tasks.right.role", "did you mean helpful?", 1),
     ("tasks.right.inputs", "shuffled", "tasks.right.inputs",

@@ -251,7 +251,7 @@ def test_unknown_keys_name_the_nearest_valid_key():
     assert lines == [
         "params.yaml: lr: unknown key (did you mean train.lr or alpha.lr?); expected one of "
         "setting, seeds, target, tasks, data, model, train, base, alphavil, alpha, diw, "
-        "forkmerge, gcs, joint, budget, baselines, epochs",
+        "forkmerge, gcs, joint, budget, report, baselines, epochs",
         "params.yaml: alpha.gaurd: unknown key (did you mean alpha.guard?); expected one of "
         "init, steps, lr, optimizer, batch_size, guard, combine, fit, tol, max_iter, order, "
         "normalise"]

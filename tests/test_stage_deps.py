@@ -90,6 +90,7 @@ ALTERNATIVES = {
     "gcs.weighted": lambda v: not v,
     "joint.schedule": lambda v: "round_robin" if v != "round_robin" else "each_step",
     "budget.match": lambda v: "compute" if v == "epochs" else "epochs",
+    "report.rank_by": lambda v: "cumulative_alpha" if v == "weight" else "weight",
     "baselines": lambda v: v[::-1],
     # one more epoch, with an override: the stages of the existing epochs must not care
     "epochs": lambda v: v + [{"id": f"ep{len(v)}", "prev": v[-1]["id"], "n": len(v) + 1,

@@ -165,6 +165,11 @@ class Budget(Section):
     match: Literal["epochs", "compute"] = "epochs"
 
 
+class Report(Section):
+    # which per-task quantity the ranking score (summary.json ranking_<quantity>) orders
+    rank_by: Literal[registry.RANK_BY] = "weight"
+
+
 SECTIONS = {"train": Train, "base": Base, "alphavil": AlphaVIL, "alpha": Alpha}
 
 
@@ -231,6 +236,7 @@ class Params(Section):
     gcs: GCS = GCS()
     joint: Joint = Joint()
     budget: Budget = Budget()
+    report: Report = Report()
     # the methods compared with αVIL, each run as one train_method stage
     baselines: Annotated[list[Literal[registry.BASELINES]], Field(min_length=1, description=(
         f"names from {sorted(registry.BASELINES)} in a non-empty list")),

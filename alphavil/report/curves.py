@@ -75,11 +75,19 @@ def curves(params: Params, records: list[dict],
 
 def weight_rows(params: Params, records: list[dict]) -> dict[str, list[WeightRow]]:
     """Per task, αVIL's WeightRow for every epoch count n."""
+    return record_weight_rows(records, list(params.tasks))
+
+
+def record_weight_rows(records: list[dict], tasks: list[str]) -> dict[str, list[WeightRow]]:
+    """Per task in `tasks`, αVIL's WeightRow for every epoch count n the records hold (no
+    Params: a results folder's per_epoch.json is enough)."""
+    ours = [r for r in records if r["method"] == "alphavil"]
+    counts = sorted({r["n"] for r in ours})
     rows: dict[str, list[WeightRow]] = {}
-    for t in params.tasks:
+    for t in tasks:
         rows[t] = []
-        for n in range(len(params.epochs) + 1):
-            w = [r["weights"][t] for r in records if r["method"] == "alphavil" and r["n"] == n]
+        for n in counts:
+            w = [r["weights"][t] for r in ours if r["n"] == n]
             rows[t].append(WeightRow(n, float(np.mean(w)), float(np.min(w)), float(np.max(w))))
     return rows
 

@@ -8,7 +8,7 @@ from pathlib import Path
 
 from alphavil.store.artifacts import atomic_path
 from alphavil.config import Params
-from alphavil.report.curves import AlphaRow, TargetRow, WeightRow
+from alphavil.report.curves import AlphaRow, TargetRow, WeightRow, record_weight_rows
 
 REFUSED_LABEL = "merge refused (alpha.guard)"
 
@@ -122,6 +122,26 @@ def weights_figure(rows: dict[str, list[WeightRow]], labels: dict[str, str], see
     ax.legend(fontsize=8)
     fig.tight_layout()
     return fig
+
+
+def verdict_labels(records: list[dict], summary: dict) -> dict[str, str]:
+    """Legend names from a summary: the target marked, each auxiliary task with its verdict
+    (summary.json "verdict"), in the order of the records' weights."""
+    tasks = next(r["weights"] for r in records if r["method"] == "alphavil")
+    verdicts = summary.get("verdict", {}).get("tasks", {})
+    return {t: f"{t} (target)" if t == summary["target"]
+            else f"{t} ({verdicts[t]['verdict']})" if t in verdicts else t for t in tasks}
+
+
+def weights_png(records: list[dict], summary: dict, out_path: str | Path,
+                labels: dict[str, str] | None = None) -> None:
+    """weights.png from evaluation records (per_epoch.json's "records") and their summary
+    (summary.json), e.g. a results/<study>/ folder's: one line per task, in `labels`' order
+    and under its names (default verdict_labels), mean w over the summary's seeds, band
+    min–max. The PNG's bytes depend only on these inputs."""
+    labels = verdict_labels(records, summary) if labels is None else labels
+    save_png(Path(out_path), weights_figure(record_weight_rows(records, list(labels)), labels,
+                                            summary["seeds"]))
 
 
 def save_png(path: Path, fig) -> None:

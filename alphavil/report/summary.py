@@ -8,6 +8,7 @@ from collections import defaultdict
 
 from alphavil.config import Params
 from alphavil.report.stats import holm, mean_estimated, mean_std, paired_comparison, ranking_score
+from alphavil.report.verdict import cumulative_alpha, verdict
 
 
 def primary_metric(record: dict, declared: str | None = None) -> str:
@@ -28,20 +29,36 @@ def aux_roles(params: Params) -> dict[str, str]:
     return roles if {"helpful", "harmful"} <= set(roles.values()) else {}
 
 
-def _by_epoch(params: Params, by_run: dict, roles: dict[str, str]) -> dict:
+def ranked_by(params: Params, records: list[dict]) -> tuple[str, list[dict[str, list]]]:
+    """report.rank_by's key suffix (ranking_<suffix>) and, per seed in params.seeds, per
+    task its values of that quantity after each epoch (epoch 1 first)."""
+    if params.report.rank_by == "cumulative_alpha":
+        cum = cumulative_alpha(params, records)
+        return "cumulative_alpha", [cum[s] for s in params.seeds]
+    rows = {(r["seed"], r["epoch"]): r["weights"] for r in records if r["method"] == "alphavil"}
+    return "weights", [{t: [rows[(s, ep.id)][t] for ep in params.epochs] for t in params.tasks}
+                       for s in params.seeds]
+
+
+def _at(values: dict[str, list], i: int) -> dict:
+    return {t: v[i] for t, v in values.items()}
+
+
+def _by_epoch(params: Params, by_run: dict, roles: dict[str, str], ranked) -> dict:
     """αVIL after each epoch: per task the mean weight and mean α over seeds (α: over the
     seeds that estimated it), and with a suite's roles the ranking score per seed, so
     `dvc exp show` can follow how the weights move (per seed values: per_epoch.json)."""
+    by, values = ranked
     out = {}
-    for ep in params.epochs:
+    for i, ep in enumerate(params.epochs):
         rows = [next(r for r in by_run[("alphavil", s)] if r["epoch"] == ep.id)
                 for s in params.seeds]
         e = {"weight": {t: mean_std([r["weights"][t] for r in rows])[0] for t in params.tasks},
              "alpha": {t: mean_estimated([r["alpha"][t] for r in rows])[0]
                        for t in params.tasks}}
         if roles:
-            e["ranking_weights_per_seed"] = {str(r["seed"]): ranking_score(r["weights"], roles)
-                                             for r in rows}
+            e[f"ranking_{by}_per_seed"] = {str(s): ranking_score(_at(v, i), roles)
+                                           for s, v in zip(params.seeds, values)}
         out[ep.id] = e
     return out
 
@@ -89,12 +106,15 @@ def summarise(params: Params, records: list[dict], metric: str | None = None) ->
             entry["final_alpha"] = {t: a for t, (a, _) in alpha.items()}
             entry["final_alpha_seeds"] = {t: k for t, (_, k) in alpha.items()}
             roles = aux_roles(params)
+            ranked = ranked_by(params, records)
             if roles:  # ground truth of the suite (tasks.<name>.role)
-                for by in ("weights", "alpha"):
-                    per_seed = [ranking_score(r[by], roles) for r in finals_state]
+                by_values = {ranked[0]: [_at(v, -1) for v in ranked[1]],
+                             "alpha": [r["alpha"] for r in finals_state]}
+                for by, values in by_values.items():
+                    per_seed = [ranking_score(v, roles) for v in values]
                     entry[f"ranking_{by}"] = mean_estimated(per_seed)[0]
                     entry[f"ranking_{by}_per_seed"] = dict(zip(map(str, params.seeds), per_seed))
-            entry["by_epoch"] = _by_epoch(params, by_run, roles)
+            entry["by_epoch"] = _by_epoch(params, by_run, roles, ranked)
             if params.alpha.guard:
                 refused = [f"s{r['seed']} {r['epoch']}" for seed in params.seeds
                            for r in by_run[(method, seed)] if r.get("merge_rejected")]
@@ -108,4 +128,5 @@ def summarise(params: Params, records: list[dict], metric: str | None = None) ->
         for m, p in holm({m: c["p_value"] for m, c in vs.items()}).items():
             vs[m]["p_holm"] = p
         summary["alphavil_vs"] = vs
+    summary["verdict"] = verdict(params, records)
     return summary

@@ -9,6 +9,10 @@ from alphavil.config import Params
 from alphavil.report.curves import AlphaRow
 
 
+# summary.json's ranking_<key> (report.rank_by) -> how summary.md names its quantity
+RANKED_BY = {"weights": "final weight", "cumulative_alpha": "cumulative α"}
+
+
 def fmt(x: float | None, pct: bool = True) -> str:
     """A metric as a percentage with 2 decimals (pct=False: 3 significant digits); n/a for
     None or NaN."""
@@ -44,6 +48,18 @@ def comparison_lines(vs: dict, heading: str) -> list[str]:
     return lines
 
 
+def verdict_lines(v: dict) -> list[str]:
+    """The verdict per auxiliary task (summary.json "verdict"), ranked by its mean signal
+    (the cumulative α), then the rule."""
+    lines = ["", f"## Verdict per auxiliary task ({v['seeds']} seed{'s' * (v['seeds'] != 1)})",
+             "", "| task | verdict | mean α − neutral | 95% t CI | p (Holm) |",
+             "|---|---|---|---|---|"]
+    for t, c in sorted(v["tasks"].items(), key=lambda tc: -tc[1]["mean"]):
+        ci = f"[{c['ci'][0]:.3g}, {c['ci'][1]:.3g}]" if c["ci"] else "n/a"
+        lines.append(f"| {t} | {c['verdict']} | {c['mean']:.3g} | {ci} | {fmt_p(c['p_holm'])} |")
+    return lines + ["", f"Signal: {v['signal']}. Rule: {v['rule']}"]
+
+
 def markdown(summary: dict, params: Params,
              aw: dict[str, list[AlphaRow]] | None = None) -> str:
     """summary.md from summarise's dict and, with αVIL, curves' rows per task."""
@@ -77,10 +93,11 @@ def markdown(summary: dict, params: Params,
         for t in params.tasks:
             a = alpha_cell(e["final_alpha"][t], e["final_alpha_seeds"][t], seeds)
             lines.append(f"| {t} | {e['final_weight'][t]:.3f} | {a} |")
-        if "ranking_weights" in e:
+        by = next((b for b in RANKED_BY if f"ranking_{b}" in e), None)
+        if by:
             lines += ["", "Ranking against the suite's roles (fraction of (helpful, harmful) "
-                      "pairs with the helpful task higher, ties ½; mean over seeds): final "
-                      f"weight {alpha_cell(e['ranking_weights'], 0, 0)}, final α "
+                      f"pairs with the helpful task higher, ties ½; mean over seeds): {RANKED_BY[by]} "
+                      f"{alpha_cell(e[f'ranking_{by}'], 0, 0)}, final α "
                       f"{alpha_cell(e['ranking_alpha'], 0, 0)}."]
         if "merges_rejected" in e:
             merges = seeds * summary["epochs"]
@@ -88,6 +105,8 @@ def markdown(summary: dict, params: Params,
                   if e["merges_rejected"] else "")
             lines += ["", f"`alpha.guard` refused {e['merges_rejected']} of {merges} "
                       f"merges{at}."]
+    if summary.get("verdict"):
+        lines += verdict_lines(summary["verdict"])
     if aw:
         tasks = list(aw)
         guard = "merges_rejected" in summary["methods"].get("alphavil", {})
