@@ -171,8 +171,10 @@ def view_machine(study: str, run: dict, params: dict) -> str:
     if load is not None:
         parts.append(f"load {load}")
     commit = (code.get("commit") or "unknown")[:10] + (" (dirty tree)" if code.get("dirty") else "")
-    parts += [f"code {commit}", f"seeds {_seeds_text(params.get('seeds') or [])}",
-              f"data_seed {(params.get('data') or {}).get('seed')}"]
+    parts.append(f"code {commit}")
+    if params:  # a study's; `make bench` has none
+        parts += [f"seeds {_seeds_text(params.get('seeds') or [])}",
+                  f"data_seed {(params.get('data') or {}).get('seed')}"]
     return f"results/{study}/ ran on: " + "; ".join(parts) + ".\n"
 
 
@@ -186,9 +188,12 @@ def render(spec: str, doc: Path, draw: bool = False) -> str:
         raise ParamsError(f"{doc}: <!-- results: {spec} -->: expected `STUDY VIEW` with a view "
                           f"of {list(VIEWS)}, or `STUDY compare OTHER`")
     study, view = words[0], words[1]
-    if view == "bench":
-        table = RESULTS / "bench" / "table.md"
-        return table.read_text() if table.is_file() else not_measured("bench")
+    if study == "bench" and view in ("bench", "machine"):  # `make bench`, no study file
+        table, run = RESULTS / "bench" / "table.md", RESULTS / "bench" / "run.json"
+        if view == "bench":
+            return table.read_text() if table.is_file() else not_measured("bench")
+        return view_machine("bench", read_json(run), {}) if run.is_file() else not_measured(
+            "bench")
     for s in [study] + words[2:]:
         if not (STUDIES / f"{s}.yaml").is_file():
             raise ParamsError(f"{doc}: <!-- results: {spec} -->: no study file studies/{s}.yaml")
