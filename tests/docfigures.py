@@ -7,7 +7,7 @@ fenced code block and an inline code span:
     table, figure, eq., arXiv) or in a link target;
   - any number followed by a unit: %, pp, ×/x, s, ms, min, minutes, seconds, h, hours,
     KiB/MiB/GiB, kB/MB/GB, it/s;
-  - a fraction of seeds or runs, `8/10` or `9 of 10`;
+  - a fraction of seeds or runs: digits/digits (`8/10`) or `9 of 10 seeds`;
   - ± between numbers.
 Not figures: integers counting configuration (5 seeds, 3 epochs, 3,000 images), params values
 in code spans (`alpha.lr: 0.05`), dates, and the paper's published numbers on a line that
