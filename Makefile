@@ -3,18 +3,19 @@
 # `make verify`: `make run`, then its metrics compared with the committed ones.
 # `make test`: the test suite (what CI runs).
 # `make plots`: `dvc plots show` as a page that renders offline, in dvc_plots/ (docs/pipeline.md).
-# `make heldout`: the default configuration on ten seeds not used while developing it
-#   (studies/heldout.yaml: one DVC experiment per seed, two at once; results/heldout/).
-# `make lr-grid`: each method's train.lr chosen on dev, then tested on fresh seeds (hours).
-# `make bench`: the performance table of docs/performance.md (a few minutes).
-# `make gpu-check`: the GPU check of docs/performance.md (≤ 8 minutes on one GPU).
-# `make run-fashion`: Multi-Fashion at paper size (docs/scale.md; hours on a CPU).
+# `make heldout`: the default configuration on ten seeds and a data draw not used while
+#   developing it (studies/heldout.yaml: one DVC experiment per seed, two at once; results/heldout/).
+# `make docs`: the results blocks of README.md and docs/*.md rewritten from results/.
+# `make lr-grid`: each method's train.lr chosen on dev, then tested on fresh seeds.
+# `make bench`: the performance table of docs/performance.md (results/bench/).
+# `make gpu-check`: the GPU check of docs/performance.md (on one GPU).
+# `make run-fashion`: Multi-Fashion at paper size (docs/scale.md).
 VENV ?= .venv
 PY := $(VENV)/bin/python
 export PATH := $(CURDIR)/$(VENV)/bin:$(PATH)
 export DVC_NO_ANALYTICS := 1
 
-.PHONY: install install-nlu install-fashion run verify run-nlu run-fashion harmful heldout lr-grid test test-fast bench gpu-check dag plots clean
+.PHONY: install install-nlu install-fashion run verify run-nlu run-fashion harmful heldout lr-grid docs test test-fast bench gpu-check dag plots clean
 
 $(VENV)/.installed: requirements.txt pyproject.toml
 	python3 -m venv $(VENV)
@@ -72,9 +73,13 @@ verify: run
 harmful: install
 	python -m alphavil.workflow.study configs/harmful.yaml
 
-# the default configuration on ten seeds (5-14) not used while developing it
+# the default configuration on ten seeds (5-14) and a data draw not used while developing it
 heldout: install
 	python -m alphavil.workflow.study run studies/heldout.yaml -j 2
+
+# every results block of README.md and docs/*.md from results/<study>/ (docs/pipeline.md)
+docs: install
+	python -m alphavil.workflow.docs
 
 # each method at its own dev-selected train.lr (docs/pipeline.md, "Learning rate per method")
 LR_GRID ?= 0.0003,0.001,0.003

@@ -5,7 +5,9 @@ from a real run); one integration test runs `select` for real on the tiny pipeli
 
 import json
 import math
+import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 import yaml
@@ -147,10 +149,53 @@ def test_an_lr_where_a_method_diverged_is_not_a_candidate_for_it_but_stays_for_o
         lrgrid.select(lrgrid.exp_records(show), GRID, SEEDS, default_lr=0.001)
 
 
+def git_repo(folder: Path, files: dict[str, str]) -> Path:
+    """A git repository at `folder` with `files` (path: text) committed."""
+    for name, text in files.items():
+        (folder / name).parent.mkdir(parents=True, exist_ok=True)
+        (folder / name).write_text(text)
+    for cmd in (["init", "-q"], ["add", "-A"], ["-c", "user.name=t", "-c", "user.email=t@t",
+                                                 "commit", "-qm", "committed"]):
+        subprocess.run(["git", "-C", str(folder), *cmd], check=True)
+    return folder
+
+
 def test_the_grid_runs_with_diverging_baselines_marked_not_fatal(tmp_path):
-    (tmp_path / "params.yaml").write_text(yaml.safe_dump(tiny_raw()))
+    git_repo(tmp_path, {"params.yaml": yaml.safe_dump(tiny_raw())})
     assert tiny_raw()["train"]["on_divergence"] == "stop"
-    assert lrgrid.base_params([], tmp_path / "params.yaml")["train"]["on_divergence"] == "mark"
+    assert lrgrid.base_params([], tmp_path)["train"]["on_divergence"] == "mark"
+
+
+def test_the_grid_runs_the_committed_study_or_overlays_never_the_workspace_params(
+        tmp_path, monkeypatch):
+    """A study file gives the grid its baselines and settings (variants) from git HEAD: the
+    workspace's params.yaml, which `alphavil.workflow.study CONFIG` and the queue rewrite,
+    plays no part, and an uncommitted or edited study or overlay is refused."""
+    study = {"overlays": ["configs/noise.yaml"], "seeds": [0], "data_seed": 3,
+             "baselines": ["uniform", "diw"], "set": {"alpha.combine": "mean"}}
+    git_repo(tmp_path, {"params.yaml": yaml.safe_dump(tiny_raw(baselines=["single_task"])),
+                        "configs/noise.yaml": yaml.safe_dump({"tasks": {
+                            "left": {"label": "left"}, "right": {"label": "right"},
+                            "noise": {"label": "left", "label_noise": 1.0}}}),
+                        "studies/variant.yaml": yaml.safe_dump(study)})
+    monkeypatch.chdir(tmp_path)
+    # the workspace's params.yaml says otherwise: it must not matter
+    Path("params.yaml").write_text(yaml.safe_dump(tiny_raw(baselines=["gcs"], alpha={
+        "combine": "sum", "steps": 9})))
+    base = lrgrid.base_params([Path("studies/variant.yaml")])
+    assert base["baselines"] == ["uniform", "diw"] and base["alpha"]["combine"] == "mean"
+    assert base["data"]["seed"] == 3 and "noise" in base["tasks"]
+    assert base["alpha"]["steps"] == tiny_raw()["alpha"]["steps"]  # HEAD's, not 9
+    over = lrgrid.base_params([Path("configs/noise.yaml")])
+    assert over["baselines"] == ["single_task"] and over["alpha"]["combine"] == "sum"
+    assert "noise" in over["tasks"]
+    assert lrgrid.base_params([])["baselines"] == ["single_task"]
+    Path("studies/variant.yaml").write_text(yaml.safe_dump({**study, "baselines": ["gcs"]}))
+    with pytest.raises(ParamsError, match="studies/variant.yaml: differs from its version"):
+        lrgrid.base_params([Path("studies/variant.yaml")])
+    Path("configs/new.yaml").write_text(yaml.safe_dump({"baselines": ["gcs"]}))
+    with pytest.raises(ParamsError, match="configs/new.yaml: not committed"):
+        lrgrid.base_params([Path("configs/new.yaml")])
 
 
 def test_ties_go_to_the_lr_nearest_the_default_on_a_log_scale_then_the_smaller():
@@ -256,8 +301,8 @@ def test_report_refuses_test_runs_with_other_params_than_the_selection():
 
 def test_test_seeds_used_in_the_selection_are_refused_before_dvc_runs(tmp_path, monkeypatch,
                                                                       capsys):
-    monkeypatch.chdir(tmp_path)
-    (tmp_path / "params.yaml").write_text(yaml.safe_dump(tiny_raw(baselines=METHODS[1:])))
+    monkeypatch.chdir(git_repo(tmp_path, {"params.yaml": yaml.safe_dump(
+        tiny_raw(baselines=METHODS[1:]))}))
     (tmp_path / "metrics").mkdir()
     (tmp_path / "metrics/lr_selection.json").write_text(json.dumps(
         selection({m: 0.001 for m in METHODS})))
@@ -271,9 +316,8 @@ def test_test_seeds_used_in_the_selection_are_refused_before_dvc_runs(tmp_path, 
     assert len(err) == 1 and "[2] took part in the selection" in err[0]
     assert not (tmp_path / "metrics/lr_tested.json").exists()
     # other overlays than the selection's: refused before DVC too
-    (tmp_path / "over.yaml").write_text("alpha: {init: 1.0, steps: 7, lr: 0.05, "
-                                        "optimizer: adam, batch_size: 32, guard: false, "
-                                        "combine: sum}\n")
+    git_repo(tmp_path, {"over.yaml": "alpha: {init: 1.0, steps: 7, lr: 0.05, "
+                        "optimizer: adam, batch_size: 32, guard: false, combine: sum}\n"})
     assert lrgrid.main(["test", "--seeds", "5,6", "over.yaml"]) == 2
     assert "params key alpha.steps differs" in capsys.readouterr().err
 
@@ -284,6 +328,7 @@ def test_test_seeds_used_in_the_selection_are_refused_before_dvc_runs(tmp_path, 
     (["select", "--grid", "0.001,1e-13", "--seeds", "0"], "--grid: expected"),
     (["select", "--grid", "0.001", "--seeds", "0,x"], "--seeds: expected"),
     (["select", "--grid", "0.001", "--seeds", "0,-1"], "--seeds: expected"),
+    (["test", "--seeds", "5,...,14"], "--seeds: expected"),
     (["select", "--grid", "0.001", "--seeds", "0", "-j", "0"], "-j: expected"),
 ])
 def test_bad_arguments_are_one_line_errors(argv, expected, monkeypatch, capsys):
@@ -297,8 +342,7 @@ def test_an_epoch_lr_override_is_refused(tmp_path, monkeypatch, capsys):
     """An epoch's `overrides.lr` replaces train.lr there: the grid would not act on it."""
     raw = tiny_raw()
     raw["epochs"][1]["overrides"] = {"lr": 0.01}
-    (tmp_path / "params.yaml").write_text(yaml.safe_dump(raw))
-    monkeypatch.chdir(tmp_path)
+    monkeypatch.chdir(git_repo(tmp_path, {"params.yaml": yaml.safe_dump(raw)}))
     monkeypatch.setattr(lrgrid, "_dvc", lambda *a, **k: pytest.fail("dvc called"))
     assert lrgrid.main(["select", "--grid", "0.001,0.003", "--seeds", "0"]) == 2
     assert "epochs[1].overrides.lr: expected none" in capsys.readouterr().err

@@ -63,13 +63,20 @@ def test_a_study_is_its_file_over_the_committed_defaults(repo_dir):
     assert path.is_file()
 
 
-def test_the_committed_heldout_study_is_the_default_on_seeds_5_to_14():
+def test_the_committed_heldout_study_confirms_the_default_study_on_fresh_seeds_and_data():
     os.chdir(ROOT)
+    _, default = studyfile.study_params(Path("studies/default.yaml"))
     name, params = studyfile.study_params(Path("studies/heldout.yaml"))
-    default = yaml.safe_load(committed_params_text())
     assert name == "heldout" and params.seeds == list(range(5, 15))
-    assert params.baselines == default["baselines"] and params.data.seed == default["data"]["seed"]
-    assert params.tasks.keys() == default["tasks"].keys()
+    assert not set(params.seeds) & set(default.seeds)  # seeds no choice looked at
+    assert params.data.seed != default.data.seed  # and a fresh data draw
+    # everything else is the default study's configuration
+    strip = lambda p: {**p.dump(), "seeds": None, "data": {**p.dump()["data"], "seed": None}}
+    assert strip(params) == strip(default)
+    _, suite = studyfile.study_params(Path("studies/suite.yaml"))
+    _, suite_heldout = studyfile.study_params(Path("studies/suite-heldout.yaml"))
+    assert strip(suite) == strip(suite_heldout) and suite_heldout.seeds == params.seeds
+    assert suite_heldout.data.seed == params.data.seed
 
 
 @pytest.mark.parametrize("spec, message", [

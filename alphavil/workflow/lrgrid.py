@@ -1,10 +1,12 @@
 """Each method at its own learning rate: chosen on dev over a small grid, tested on fresh seeds.
 
     python -m alphavil.workflow.lrgrid select --grid 0.0003,0.001,0.003 --seeds 0,1,2 [CONFIG ...] [-j N]
-    python -m alphavil.workflow.lrgrid test --seeds 5,6,7,8,9,10,11,12,13,14 [CONFIG.yaml ...] [-j N]
+    python -m alphavil.workflow.lrgrid test --seeds 5,6,7,8,9,10,11,12,13,14 [CONFIG ...] [-j N]
 
+CONFIG: committed overlays (configs/*.yaml) over HEAD's params.yaml, or one committed study
+file (studies/*.yaml: its baselines, data_seed and settings; --seeds replaces its seeds).
 `select` queues one DVC experiment per grid value (`dvc exp run --queue -S train.lr=LR
--S seeds=[...]`, over params.yaml with the overlays applied as alphavil.workflow.study applies them),
+-S seeds=[...]`, over those params, never the workspace's params.yaml),
 runs the queue, and picks for every method the lr with the highest mean final-epoch dev
 metric over the seeds (metrics/summary.json `methods.<m>.dev`); ties go to the lr nearest
 params.yaml's train.lr on a log scale, then to the smaller. It writes metrics/lr_selection.json.
@@ -30,10 +32,11 @@ import yaml
 
 from alphavil.workflow import safety
 from alphavil.store.artifacts import ArtifactError, read_json, write_json, write_text
-from alphavil.config import ParamsError, check_data_source, read_yaml, validate
+from alphavil.config import ParamsError, check_data_source, validate
 # SAME: dev metrics closer than this are a tie (means of multiples of 1/N)
-from alphavil.report import SAME, comparison_lines, fmt, holm, mean_std, paired_comparison
-from alphavil.workflow.studyfile import merged_params
+from alphavil.report import SAME, holm, mean_std, paired_comparison
+from alphavil.workflow.lrtables import lr_text, selection_table, tested_markdown
+from alphavil.workflow.studyfile import committed_run_params
 
 SELECTION = Path("metrics/lr_selection.json")
 TESTED_JSON = Path("metrics/lr_tested.json")
@@ -105,12 +108,6 @@ def finished(records: list[dict], names: list[str]) -> list[dict]:
 
 
 # --- pure: grid, checks, choice, report ---------------------------------------------------
-
-def lr_text(lr: float) -> str:
-    """A learning rate as written in -S overrides, names and JSON keys: positional, so that
-    YAML reads it back as a float (PyYAML reads `1e-05` as a string)."""
-    return f"{lr:.12f}".rstrip("0").rstrip(".")
-
 
 def parse_list(text: str, kind: type, what: str) -> list:
     try:
@@ -255,58 +252,17 @@ def tested(selection: dict, records: list[dict], seeds: list[int]) -> dict:
     return out
 
 
-def selection_table(sel: dict) -> str:
-    grid = [lr_text(lr) for lr in sel["grid"]]
-    lines = [f"dev {sel['metric']} (%) per train.lr, mean over seeds {sel['seeds']}; "
-             "* selected", "", "| method | " + " | ".join(grid) + " |",
-             "|---" * (len(grid) + 1) + "|"]
-    for m, e in sel["methods"].items():
-        cells = [fmt(e["dev_by_lr"][g]) + (" *" if g == lr_text(e["lr"]) else "")
-                 + (" (diverged)" if g in e.get("diverged_at", ()) else "") for g in grid]
-        lines.append(f"| {m} | " + " | ".join(cells) + " |")
-    edge = [m for m, e in sel["methods"].items() if e.get("at_edge")]
-    if edge:
-        lines += ["", f"at the grid's edge (the best lr may lie beyond it): {', '.join(edge)}"]
-    if any(e.get("diverged_at") for e in sel["methods"].values()):
-        lines += ["", "(diverged): the loss became NaN/inf on at least one seed, so that lr "
-                  "was not a candidate; the dev value is of the last finite parameters"]
-    return "\n".join(lines) + "\n"
-
-
-def tested_markdown(t: dict) -> str:
-    metric, n = t["metric"], len(t["seeds"])
-    lines = [f"# Each method at its dev-selected train.lr: test {metric} (%), {n} fresh seeds",
-             "", f"Learning rates chosen on dev over seeds {t['selection_seeds']} from the grid "
-             f"{', '.join(map(lr_text, t['grid']))}; tested on seeds {t['seeds']}.", "",
-             "| method | train.lr | final test (mean ± std) | per seed |", "|---|---|---|---|"]
-    for m, e in t["methods"].items():
-        per_seed = ", ".join(fmt(v) for v in e["per_seed_test"].values())
-        lines.append(f"| {m} | {lr_text(e['lr'])} | {fmt(e['test'])} ± {fmt(e['test_std'])} "
-                     f"| {per_seed} |")
-    for m, e in t["methods"].items():
-        if e.get("diverged"):
-            at = ", ".join(f"seed {s} in {ep}" for s, ep in e["diverged"].items())
-            lines += ["", f"**{m} diverged** at its lr ({at}): its later epochs keep the last "
-                      "finite parameters."]
-    if t.get("alphavil_vs"):
-        lines += comparison_lines(t["alphavil_vs"], "## αVIL minus each baseline, each at "
-                                  "its own lr (paired over seeds, percentage points)")
-        lines += ["", "Two-sided paired t-test on the per-seed differences and its 95% "
-                  "interval (as in metrics/summary.md); Holm over the baselines."]
-    return "\n".join(lines) + "\n"
-
-
 # --- commands -------------------------------------------------------------------------------
 
-def base_params(configs: list[Path], params_path: Path = Path("params.yaml")) -> dict:
-    """params.yaml with the overlays applied as alphavil.workflow.study applies them, validated and
-    default-filled (what each experiment's params.yaml holds, train.lr and seeds aside)."""
-    merged = merged_params(configs, params_path) if configs else read_yaml(params_path)
+def base_params(configs: list[Path], root: Path = Path(".")) -> dict:
+    """The params every experiment runs, train.lr and seeds aside, validated and default-filled:
+    a committed study file's or committed overlays over HEAD's params.yaml
+    (studyfile.committed_run_params), never the workspace's params.yaml."""
+    raw = committed_run_params(configs, root).dump()
     # a baseline that diverges at some lr is marked, not fatal: one method's NaN at the
     # grid's top would otherwise deny that lr to every method (alphavil/pipeline.py)
-    if isinstance(merged, dict) and isinstance(merged.get("train"), dict):
-        merged = {**merged, "train": {**merged["train"], "on_divergence": "mark"}}
-    params = validate(merged, str(params_path))
+    raw["train"] = {**raw["train"], "on_divergence": "mark"}
+    params = validate(raw, " + ".join(map(str, configs)) or "HEAD:params.yaml")
     check_data_source(params)
     for i, epoch in enumerate(params.epochs):
         if "lr" in epoch.given:  # the grid would not act on that epoch
@@ -350,8 +306,7 @@ def queue_grid(base: dict, lrs: list[float], seeds: list[int], prefix: str, jobs
 
 
 def cmd_select(args) -> None:
-    grid = parse_list(args.grid, float, "grid")
-    seeds = parse_list(args.seeds, int, "seeds")
+    grid, seeds = args.grid, args.seeds
     base = base_params(args.config)
     records = queue_grid(base, grid, seeds, "lrsel", args.jobs)
     sel = select(records, grid, seeds, float(base["train"]["lr"]))
@@ -361,7 +316,7 @@ def cmd_select(args) -> None:
 
 
 def cmd_test(args) -> None:
-    seeds = parse_list(args.seeds, int, "seeds")
+    seeds = args.seeds
     sel = read_json(SELECTION)
     reused = sorted(set(seeds) & set(sel.get("seeds", [])))
     if reused:
@@ -380,18 +335,38 @@ def cmd_test(args) -> None:
     print(tested_markdown(result), end="")
 
 
+class _Parser(argparse.ArgumentParser):
+    def error(self, message):  # one line, like every other bad input
+        self.exit(2, f"error: {message}\n")
+
+
+def _listed(kind: type, what: str):
+    """An argparse type: parse_list's check, so a bad list fails while parsing."""
+    def parse(text: str) -> list:
+        try:
+            return parse_list(text, kind, what)
+        except ParamsError as err:
+            raise argparse.ArgumentTypeError(str(err).split(": ", 1)[1]) from None
+    return parse
+
+
 def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap = _Parser(description=__doc__.split("\n\n")[0])
     sub = ap.add_subparsers(dest="command", required=True)
     for name, helptext in (("select", "choose each method's lr on dev"),
                            ("test", "test each method at its lr on fresh seeds")):
         p = sub.add_parser(name, help=helptext)
         if name == "select":
-            p.add_argument("--grid", required=True, help="e.g. 0.0003,0.001,0.003")
-        p.add_argument("--seeds", required=True, help="e.g. 0,1,2")
-        p.add_argument("config", type=Path, nargs="*", help="overlay file(s) in configs/")
+            p.add_argument("--grid", required=True, type=_listed(float, "grid"),
+                           help="e.g. 0.0003,0.001,0.003")
+        p.add_argument("--seeds", required=True, type=_listed(int, "seeds"), help="e.g. 0,1,2")
+        p.add_argument("config", type=Path, nargs="*",
+                       help="committed overlay file(s) in configs/, or one study file")
         p.add_argument("-j", "--jobs", type=int, default=1, help="queue workers")
-    args = ap.parse_args(argv)
+    try:
+        args = ap.parse_args(argv)
+    except SystemExit as done:  # --help, or a bad argument already reported in one line
+        return done.code
     try:
         if args.jobs < 1:
             raise ParamsError(f"-j: expected a number of workers >= 1, got {args.jobs}")

@@ -10,7 +10,9 @@ must set disjoint keys. A study file (studies/<name>.yaml) names everything a st
     set: {train.lr: 0.003}               # optional: dotted params keys, applied last
 
 over the params.yaml committed at HEAD (git show HEAD:params.yaml), never the workspace's
-file, which `python -m alphavil.workflow.study CONFIG` and the queue rewrite.
+file, which `python -m alphavil.workflow.study CONFIG` and the queue rewrite. Commands that
+start several runs from overlays or a study file (alphavil/workflow/lrgrid.py) take them
+through `committed_run_params`: every file committed as it is, over HEAD's params.yaml.
 """
 
 from __future__ import annotations
@@ -131,3 +133,31 @@ def study_params(path: Path, root: Path = Path(".")) -> tuple[str, Params]:
     if not params.seeds:
         raise ParamsError(f"{source}: seeds: expected at least one seed")
     return path.stem, params
+
+
+def require_committed(path: Path, root: Path = Path(".")) -> None:
+    """`path` is committed at HEAD exactly as it is in the workspace: what a run is started
+    from can be read back from git."""
+    proc = subprocess.run(["git", "-C", str(root), "show", f"HEAD:./{path}"],
+                          capture_output=True, text=True)
+    if proc.returncode != 0:
+        raise ParamsError(f"{path}: not committed at git HEAD; commit it first (runs are "
+                          "started from committed files only)")
+    if (root / path).read_text() != proc.stdout:
+        raise ParamsError(f"{path}: differs from its version at git HEAD; commit it first "
+                          "(runs are started from committed files only)")
+
+
+def committed_run_params(paths: list[Path], root: Path = Path(".")) -> Params:
+    """What a run started from these files runs: one study file (studies/NAME.yaml, with its
+    baselines, data_seed and `set`) or overlays (configs/*.yaml) over the params.yaml
+    committed at HEAD; every file must be committed as it is (require_committed)."""
+    for path in paths:
+        require_committed(path, root)
+    if any(path.parent.name == "studies" for path in paths):
+        if len(paths) != 1:
+            raise ParamsError(f"{' '.join(map(str, paths))}: a study file is given alone "
+                              "(it names its own overlays)")
+        return study_params(paths[0], root)[1]
+    merged, source, _ = merge([root / p for p in paths], base=committed_params(root))
+    return validate(merged, source.replace("the committed", "HEAD's"))
