@@ -20,13 +20,12 @@ stored results, and `--check` finds the blocks whose results have changed since.
 from __future__ import annotations
 
 import argparse
-import inspect
 import os
 import re
 import sys
 from pathlib import Path
 
-from alphavil.config import ParamsError, read_yaml
+from alphavil.config import ParamsError
 from alphavil.report import alpha_cell, fmt, fmt_p
 from alphavil.store.artifacts import ArtifactError, read_json
 from alphavil.workflow import compare as pair
@@ -95,20 +94,14 @@ def _alphavil(summary: dict) -> dict | None:
 
 
 def render_weights_png(study: str, folder: Path, out: Path) -> bool:
-    """docs/img/weights-STUDY.png through alphavil.report.plots.weights_png where that exists;
-    its arguments are passed by name from what the results folder holds."""
+    """docs/img/weights-STUDY.png from the results folder, as the evaluate stage draws
+    metrics/plots/weights.png (the legend names each task's role from the study's params)."""
+    from alphavil.config import load_params
     from alphavil.report import plots
 
-    draw = getattr(plots, "weights_png", None)
-    if draw is None:
-        return False
-    have = {"folder": folder, "results": folder, "results_dir": folder, "out": out,
-            "path": out, "png": out, "study": study}
-    names = inspect.signature(draw).parameters
-    if {"params", "records", "summary"} & set(names):
-        have.update(params=read_yaml(folder / "params.yaml"), summary=read_json(
-            folder / "summary.json"), records=read_json(folder / "per_epoch.json")["records"])
-    draw(**{n: have[n] for n in names if n in have})
+    labels = plots.task_labels(load_params(str(folder / "params.yaml")))
+    plots.weights_png(read_json(folder / "per_epoch.json")["records"],
+                      read_json(folder / "summary.json"), out, labels=labels)
     return out.is_file()
 
 
@@ -128,8 +121,7 @@ def view_weights(study: str, summary: dict, params: dict, doc: Path, render: boo
         rel = os.path.relpath(png, doc.parent)
         lines += ["", f"![αVIL's task weights per epoch, results/{study}/]({rel})"]
     else:
-        lines += ["", "(The weights figure is not yet rendered: `make docs` draws it once "
-                  "alphavil.report.plots.weights_png exists.)"]
+        lines += ["", "(The weights figure is not yet rendered: `make docs` draws it.)"]
     return "\n".join(lines) + "\n"
 
 
