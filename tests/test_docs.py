@@ -56,6 +56,7 @@ def fake_summary(seeds=(0, 1, 2), verdict=True) -> tuple[dict, dict]:
                                     for t, w in rec["weights"].items()}
                 records.append(rec)
     summary = summarise(params, records)
+    summary.pop("verdict", None)  # a summary written before verdicts existed; or a fixed one:
     if verdict:
         summary["verdict"] = {"rule": "mean weight after the last epoch", "signal": "w",
                               "seeds": len(seeds), "tasks": {
@@ -70,6 +71,7 @@ def results(root: Path, study: str, summary: dict, params: dict) -> None:
     out = root / "results" / study
     out.mkdir(parents=True, exist_ok=True)
     (out / "summary.json").write_text(json.dumps(summary))
+    (out / "per_epoch.json").write_text(json.dumps({"records": [{"seed": 0}]}))
     (out / "params.yaml").write_text(yaml.safe_dump(params))
     (out / "run.json").write_text(json.dumps({
         "machine": {"cpu": "Some CPU 9000", "cores": 2, "load": 1.5},
@@ -97,6 +99,11 @@ def site(tmp_path, monkeypatch):
     (tmp_path / "README.md").write_text(text)
     (tmp_path / "docs" / "page.md").write_text("<!-- results: demo weights -->\n<!-- /results -->\n")
     monkeypatch.chdir(tmp_path)
+    from alphavil.report import plots  # the figure itself: tests/test_verdict.py
+
+    monkeypatch.setattr(plots, "weights_png", lambda records, summary, out_path, labels=None:
+                        Path(out_path).parent.mkdir(parents=True, exist_ok=True) or
+                        Path(out_path).write_bytes(b"png"))
     return tmp_path, summary
 
 
@@ -165,24 +172,23 @@ def test_a_summary_without_a_verdict_leaves_its_block_empty(site):
 
 
 def test_the_weights_figure_is_drawn_by_weights_png_where_it_exists(site, monkeypatch):
-    """Without alphavil.report.plots.weights_png the block says the figure is not rendered;
-    with it, make docs draws docs/img/weights-<study>.png and links it relative to each doc."""
+    """make docs draws docs/img/weights-<study>.png from the study's records and summary
+    (legend from its params) and links it relative to each doc."""
     from alphavil.report import plots
 
-    root, _ = site
-    monkeypatch.delattr(plots, "weights_png", raising=False)
-    docs.main([])
-    assert "not yet rendered" in block((root / "README.md").read_text(), "demo weights")
+    root, summary = site
     drawn = []
 
-    def weights_png(results_dir, out):
-        drawn.append((Path(results_dir), Path(out)))
-        Path(out).parent.mkdir(parents=True, exist_ok=True)
-        Path(out).write_bytes(b"png")
+    def weights_png(records, summary_arg, out_path, labels=None):
+        drawn.append((records, summary_arg["seeds"], Path(out_path), labels))
+        Path(out_path).parent.mkdir(parents=True, exist_ok=True)
+        Path(out_path).write_bytes(b"png")
 
-    monkeypatch.setattr(plots, "weights_png", weights_png, raising=False)
+    monkeypatch.setattr(plots, "weights_png", weights_png)
     docs.main([])
-    assert drawn[0] == (Path("results/demo"), Path("docs/img/weights-demo.png"))
+    records, seeds, out, labels = drawn[0]
+    assert records == [{"seed": 0}] and seeds == summary["seeds"]
+    assert out == Path("docs/img/weights-demo.png") and "left (target)" in labels.values()
     assert "(docs/img/weights-demo.png)" in block((root / "README.md").read_text(), "demo weights")
     assert "(img/weights-demo.png)" in (root / "docs" / "page.md").read_text()
     assert docs.main(["--check"]) == 0  # --check draws nothing and finds the figure linked
