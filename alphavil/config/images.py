@@ -35,7 +35,8 @@ class ImageTask(TaskSpec):
     n_test: Int(1) | None = None
     # class name -> the raw labels it groups; rows of other labels are dropped (null: every
     # label is a class)
-    classes: dict[Text, Annotated[list[Label], Field(min_length=1)]] | None = Field(
+    classes: dict[Text, Annotated[list[Label], Field(
+        min_length=1, description="a non-empty list of labels")]] | None = Field(
         default=None, min_length=2, description=(
             "a mapping of at least two class names to non-empty lists of labels"))
     role: Literal[ROLES] | None = None  # ground truth of a suite, read by the metrics only
