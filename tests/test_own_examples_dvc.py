@@ -66,8 +66,6 @@ def test_own_images_example_through_dvc_repro(tmp_path):
     assert tasks["garment"]["drawn_from"]["test"] == "test"
     summary = _summary(repo)
     assert summary["target"] == "garment" and 0 <= summary["methods"]["alphavil"]["test"] <= 1
-    # the roles (fashion helpful, digits unrelated) give αVIL's ranking score
-    assert "ranking_alpha" in summary["methods"]["alphavil"]
 
 
 @pytest.mark.skipif(not all(importlib.util.find_spec(m) for m in (
