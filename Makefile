@@ -7,15 +7,17 @@
 #   developing it (studies/heldout.yaml: one DVC experiment per seed, two at once; results/heldout/).
 # `make docs`: the results blocks of README.md and docs/*.md rewritten from results/.
 # `make lr-grid`: each method's train.lr chosen on dev, then tested on fresh seeds.
-# `make bench`: the performance table of docs/performance.md (results/bench/).
+# `make bench`: the performance table of docs/performance.md, into results/bench/ (about 20 minutes).
 # `make gpu-check`: the GPU check of docs/performance.md (on one GPU).
 # `make run-fashion`: Multi-Fashion at paper size (docs/scale.md).
+# `make own-images` / `make own-text`: your own data sets as tasks, on offline examples
+#   written to data/own/ (docs/own-tasks.md).
 VENV ?= .venv
 PY := $(VENV)/bin/python
 export PATH := $(CURDIR)/$(VENV)/bin:$(PATH)
 export DVC_NO_ANALYTICS := 1
 
-.PHONY: install install-nlu install-fashion run verify run-nlu run-fashion harmful heldout lr-grid docs test test-fast bench gpu-check dag plots clean
+.PHONY: install install-nlu install-fashion run verify run-nlu run-fashion own-images own-text harmful heldout lr-grid docs test test-fast bench gpu-check dag plots clean
 
 $(VENV)/.installed: requirements.txt pyproject.toml
 	python3 -m venv $(VENV)
@@ -56,6 +58,16 @@ install-fashion:
 
 run-fashion: install install-fashion
 	python -m alphavil.workflow.study configs/multifashion.yaml
+
+own-images: install install-fashion
+	python -m alphavil.data.examples images data/own
+	python -m alphavil.workflow.study configs/own-images.yaml
+	@cat metrics/summary.md
+
+own-text: install-nlu
+	python -m alphavil.data.examples text data/own
+	python -m alphavil.workflow.study configs/own-text.yaml
+	@cat metrics/summary.md
 
 # alphavil.workflow.safety first: a params value must not reach DVC's shell or paths (docs/pipeline.md)
 # the stages run in a warm worker (alphavil/workflow/warm.py): no per-stage start-up

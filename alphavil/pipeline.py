@@ -81,6 +81,11 @@ def prepare(params: ParamsOrPath = "params.yaml", out_dir: Path = layout.DATA) -
 
         prepare_nlu(params, out_dir)
         return
+    if params.setting == "images":
+        from alphavil.data.image_prepare import prepare_images
+
+        prepare_images(params, out_dir)
+        return
     from alphavil.data.multimnist import save_prepared
     from alphavil.data.digits import load_digits
     from alphavil.data.multimnist import build, task_splits

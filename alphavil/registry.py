@@ -30,9 +30,16 @@ BASELINES = tuple(m for m in METHODS if m != ALPHAVIL)
 MODEL_KINDS = {
     "cnn": "alphavil.models.multitask:build_cnn",
     "transformer": "alphavil.models.transformer:build_transformer_model",
+    "resnet": "alphavil.models.resnet:build_resnet",
 }
-# setting -> the model.kind it uses
-SETTINGS = {"vision": "cnn", "nlu": "transformer"}
+# setting -> the model.kind it uses by default
+SETTINGS = {"vision": "cnn", "nlu": "transformer", "images": "cnn"}
+# setting -> every model.kind it may use
+SETTING_KINDS = {"vision": ("cnn",), "nlu": ("transformer",), "images": ("cnn", "resnet")}
+# setting images: data.normalise (unit: pixels / 255; dataset: then per-channel standardised
+# by the training images' mean and std) and data.fit (how an image becomes a square)
+NORMALISE = ("unit", "dataset")
+FITS = ("stretch", "crop")
 
 # alphavil.weight_rule -> w_k's update from α_k (alphavil/core.py update_weights)
 WEIGHT_RULES = {

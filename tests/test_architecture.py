@@ -16,7 +16,7 @@ LAYERS = [
     # catalogues of what exists: data sources, task kinds, pretrained encoders; torch-free,
     # because params validation (the next layer) names their entries before torch loads
     ("catalogues", ["alphavil.registry", "alphavil.data.digits", "alphavil.data.tasks", "alphavil.data.text_sources",
-                    "alphavil.data.encoders"]),
+                    "alphavil.data.image_sources", "alphavil.data.encoders"]),
     ("config", ["alphavil.config"]),
     ("runtime", ["alphavil.runtime"]),
     ("store", ["alphavil.store"]),

@@ -88,7 +88,7 @@ CASES = [
     ("seeds", [-1], "seeds", "[0, 2**64 - 1]", 1),
     ("data.seed", 2**64, "data.seed", "an integer in [0, ", 1),
     ("target", ["left"], "target", "a task name", 1),
-    ("setting", ["vision"], "setting", "one of ['nlu', 'vision']", 1),
+    ("setting", ["vision"], "setting", "one of ['images', 'nlu', 'vision']", 1),
     ("alpha.optimizer", ["adam"], "alpha.optimizer", "one of ['adam', 'sgd']", 1),
     ("alpha.guard", "yes", "alpha.guard", "true or false", 1),
     ("train.device", "gpu", "train.device", "one of ['auto', 'cpu', 'cuda']", 1),
@@ -122,6 +122,25 @@ CASES = [
      "expected null for the shipped encoder", 2),  # and data.tokenizer_revision differs
     ("nlu:model.poolng", "cls", "model.poolng", "did you mean model.pooling?", 1),
     ("nlu:model.kind", "cnn", "model.kind", "with setting nlu", 1),
+    ("nlu:tasks.h", {"source": "hf", "name": "csv", "text": ["t"], "splits": {"tset": "x"}},
+     "tasks.h.splits.tset", "did you mean tasks.h.splits.test?", 1),
+    # the images setting (your own image data sets: docs/own-tasks.md)
+    ("images:tasks.digits.sorce", "files", "tasks.digits.sorce",
+     "did you mean tasks.digits.source?", 1),
+    ("images:tasks.digits.source", "folders", "tasks.digits.source", "did you mean folder?", 1),
+    ("images:tasks.h", {"source": "hf", "name": "x", "image_col": "img"}, "tasks.h.image_col",
+     "did you mean tasks.h.image?", 1),
+    ("images:tasks.h", {"source": "hf", "name": "x", "revision": 3}, "tasks.h.revision",
+     "a hub revision", 1),
+    ("images:tasks.garment.classes", {"top": ["t-shirt"]}, "tasks.garment.classes",
+     "at least two class names", 1),
+    ("images:tasks.garment.classes", {"top": [], "bottom": ["trouser"]},
+     "tasks.garment.classes.top", "a non-empty list of labels", 1),
+    ("images:data.channels", 2, "data.channels", "1 (grey) or 3 (RGB)", 1),
+    ("images:data.normalise", "imagenet", "data.normalise", "one of ['dataset', 'unit']", 1),
+    ("images:data.fit", "pad", "data.fit", "one of ['crop', 'stretch']", 1),
+    ("images:model.kind", "transformer", "model.kind", "with setting images", 1),
+    ("images:model.blocks", 2, "model.blocks", "1 with model.kind cnn", 1),
 ]
 
 
@@ -149,9 +168,10 @@ def _params_file(key, value) -> bytes:
         assert value.old in text
         return text.replace(value.old, value.new, 1).encode()
     raw = yaml.safe_load(text)
-    if key.startswith("nlu:"):
-        key = key[4:]
-        raw.update(yaml.safe_load((ROOT / "configs" / "nlu.yaml").read_text()))
+    for setting, overlay in (("nlu:", "nlu.yaml"), ("images:", "own-images.yaml")):
+        if key.startswith(setting):
+            key = key[len(setting):]
+            raw.update(yaml.safe_load((ROOT / "configs" / overlay).read_text()))
     raw = copy.deepcopy(raw)
     _set(raw, key, value)
     return yaml.safe_dump(raw, sort_keys=False).encode()

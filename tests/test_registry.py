@@ -34,13 +34,18 @@ def test_each_method_name_is_a_method_that_goes_by_that_name(workdir):
 def test_each_setting_builds_its_model_kind(tmp_path):
     pytest.importorskip("transformers")
     from alphavil.models.multitask import build_model
+    from testkit.images import images_raw
     from testkit.nlu import make_tiny_encoder, nlu_raw
 
-    assert set(registry.SETTINGS.values()) == set(registry.MODEL_KINDS)
-    assert set(BY_SETTING) == set(registry.SETTINGS)
+    assert set().union(*registry.SETTING_KINDS.values()) == set(registry.MODEL_KINDS)
+    assert set(BY_SETTING) == set(registry.SETTINGS) == set(registry.SETTING_KINDS)
+    assert all(registry.SETTINGS[s] in kinds for s, kinds in registry.SETTING_KINDS.items())
     encoder = make_tiny_encoder(tmp_path / "enc")
-    by_setting = {"vision": validate(tiny_raw()), "nlu": validate(nlu_raw(tmp_path, encoder))}
+    by_setting = {"vision": validate(tiny_raw()), "nlu": validate(nlu_raw(tmp_path, encoder)),
+                  "images": validate(images_raw({"t": {"source": "folder", "path": "x"}}, "t"))}
     meta = {"vision": {"setting": "vision", "image_size": 28},
+            "images": {"setting": "images", "image_size": 12, "channels": 3,
+                       "normalise": {"mean": [0.5] * 3, "std": [0.2] * 3}},
             "nlu": {"setting": "nlu", "tokenizer": {"name": str(encoder), "vocab_size": 10}}}
     for setting, kind in registry.SETTINGS.items():
         model = by_setting[setting].model

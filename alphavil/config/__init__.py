@@ -16,6 +16,7 @@ from typing import Any
 from pydantic import ValidationError
 
 from alphavil.config.files import check_data_source, parse_yaml, read_yaml
+from alphavil.config.images import ImagesParams
 from alphavil.config.messages import ParamsError, lines
 from alphavil.config.nlu import NLUParams
 from alphavil.config.schema import EPOCH_OVERRIDE_KEYS, EpochSpec, Params, TaskSpec
@@ -25,7 +26,8 @@ __all__ = ["EPOCH_OVERRIDE_KEYS", "EpochSpec", "Params", "ParamsError", "TaskSpe
            "check_data_source", "load_params", "parse_yaml", "read_yaml", "validate"]
 
 # each of registry.SETTINGS (tests/test_registry.py)
-BY_SETTING: dict[str, type[Params]] = {"vision": VisionParams, "nlu": NLUParams}
+BY_SETTING: dict[str, type[Params]] = {"vision": VisionParams, "nlu": NLUParams,
+                                       "images": ImagesParams}
 
 
 def validate(raw: Any, source: str = "params.yaml") -> Params:

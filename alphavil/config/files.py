@@ -67,6 +67,8 @@ def check_data_source(params) -> None:
     remote without having the source files."""
     from alphavil.data.digits import FASHION_DIR, INSTALLED_BY
 
+    if params.setting == "images":
+        return _check_image_paths(params)
     if params.setting != "vision":
         return
     for name, task in params.tasks.items():
@@ -90,3 +92,23 @@ def check_data_source(params) -> None:
         if not any((Path(path) / f"{stem}{ext}").is_file() for ext in ("", ".gz")):
             raise ParamsError(f"data.source_args.path: expected {stem}[.gz] in {path!r}, "
                               f"not found{fix}")
+
+
+# what each image source's path keys must name (alphavil/data/image_sources.py)
+IMAGE_PATHS = {"folder": (("path", "dev", "test"), "a folder with one sub-folder of images "
+                          "per class", Path.is_dir),
+               "files": (("train", "dev", "test"), "a CSV/JSON/parquet file", Path.is_file)}
+
+
+def _check_image_paths(params) -> None:
+    """Every folder or table an image task names exists (an hf task's `name` may be a hub
+    name: its loader reports what it cannot load)."""
+    found = []
+    for name, task in params.tasks.items():
+        keys, what, exists = IMAGE_PATHS.get(task.source, ((), "", None))
+        for key in keys:
+            path = getattr(task, key)
+            if path is not None and not exists(Path(path)):
+                found.append(f"tasks.{name}.{key}: expected {what}, got {path!r} (not found)")
+    if found:
+        raise ParamsError("\n".join(found))

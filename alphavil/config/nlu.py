@@ -13,8 +13,8 @@ from alphavil.data.encoders import SHIPPED
 from alphavil.data.text_sources import FILE_FORMATS, GLUE_TASKS, METRICS, VIEWS
 from alphavil.data.tasks import ROLES
 from alphavil.config.messages import bad, problems
-from alphavil.config.schema import (Fraction, Int, Number, Params, Positive, Seed, Section, Tasks,
-                                    TaskSpec, Text)
+from alphavil.config.schema import (Fraction, HFSource, Int, Number, Params, Positive, Seed,
+                                    Section, Tasks, TaskSpec, Text)
 
 KIND = registry.SETTINGS["nlu"]
 ENCODER = "an encoder name: shipped, a folder or a hub name"
@@ -84,8 +84,23 @@ class FilesTask(NLUTask):
         return "files"
 
 
+class HFTextTask(HFSource, FilesTask):
+    """Any Hugging Face dataset with declared text and label columns (docs/own-tasks.md);
+    labels are read as for `files`."""
+    source: Literal["hf"]
+    train: None = None  # the splits come from `splits:`, not from files
+    dev: None = None
+    test: None = None
+    format: None = None  # the builder (name) reads the files
+    label: Text = "label"
+
+    @property
+    def view_name(self) -> str:
+        return "hf"
+
+
 SOURCE_TASKS = {t.model_fields["source"].annotation.__args__[0]: t
-                for t in [*map(_source_task, VIEWS), GlueTask, FilesTask]}
+                for t in [*map(_source_task, VIEWS), GlueTask, FilesTask, HFTextTask]}
 AnyNLUTask = Annotated[Union[tuple(SOURCE_TASKS.values())], Field(
     discriminator="source", description=f"a mapping with 'source' ({', '.join(SOURCE_TASKS)})")]
 # one task entry checked alone (tests, tools)

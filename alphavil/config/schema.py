@@ -70,6 +70,27 @@ class TaskSpec(Section):
     """A task of params.yaml's `tasks` (vision.VisionTask, or an NLU task of nlu.py)."""
 
 
+class HFSplits(Section):
+    """Which splits of a Hugging Face dataset are ours: train always; dev and test where
+    the dataset has them (null: carved from train with data.seed)."""
+    train: Text = "train"
+    dev: Text | None = None
+    test: Text | None = None
+
+
+class HFSource(Section):
+    """The keys of a task read through `datasets` from a hub name, a builder with
+    `data_files` (csv, json, parquet, imagefolder, ...) or a folder saved with save_to_disk
+    (text_sources.load_hf_dataset)."""
+    name: Text = Field(description="a hub dataset name, a builder name or a local folder")
+    config: Text | None = None  # the dataset's configuration (load_dataset's second argument)
+    revision: Text | None = Field(default=None, description=(
+        "a hub revision (string): a branch, tag or commit"))
+    data_files: Text | list[Text] | dict[str, Text | list[Text]] | None = Field(
+        default=None, description="a path, a list of paths or a mapping split -> path(s)")
+    splits: HFSplits = HFSplits()
+
+
 class Train(Section):  # every fine-tune and baseline epoch
     optimizer: Literal[registry.OPTIMIZERS]
     lr: Positive

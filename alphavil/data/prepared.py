@@ -3,7 +3,7 @@
 Vision tasks share the split's images and differ only in their label tensor, so a task's
 view costs no copy; a task with its own training size or inputs (params.yaml
 tasks.<name>.n_train / inputs) also has its own `images.<task>` tensor in the splits where
-its images differ. Loaded files are kept per process: a stage that evaluates many
+its images differ. Image tasks (`setting: images`) each have their own `images.<task>`. Loaded files are kept per process: a stage that evaluates many
 checkpoints reads each split once.
 """
 
@@ -61,8 +61,8 @@ def load_meta(data_dir: str | Path) -> dict:
     """meta.json, checked for every entry the model and evaluation read from it."""
     path = Path(data_dir) / "meta.json"
     meta = read_json(path)
-    if meta.get("setting") not in ("vision", "nlu"):
-        raise field_error(path, "setting", "'vision' or 'nlu'", meta.get("setting"))
+    if meta.get("setting") not in ("vision", "nlu", "images"):
+        raise field_error(path, "setting", "'vision', 'nlu' or 'images'", meta.get("setting"))
     tasks = meta.get("tasks")
     if not isinstance(tasks, dict) or not tasks:
         raise field_error(path, "tasks", "an object of task entries", tasks)
@@ -77,7 +77,13 @@ def load_meta(data_dir: str | Path) -> dict:
             raise field_error(path, f"tasks.{name}.metrics", "a list of metric names", metrics)
         if not isinstance(task.get("metric", ""), (str, type(None))):
             raise field_error(path, f"tasks.{name}.metric", "a metric name", task["metric"])
-    if meta["setting"] == "vision":
+    if meta["setting"] == "images":
+        norm = meta.get("normalise")
+        if not (_is_int(meta.get("channels")) and isinstance(norm, dict) and all(
+                isinstance(norm.get(k), list) and len(norm[k]) == meta["channels"]
+                for k in ("mean", "std"))):
+            raise field_error(path, "normalise", "{mean, std}: one number per channel", norm)
+    if meta["setting"] in ("vision", "images"):
         if not _is_int(meta.get("image_size")) or meta["image_size"] < 1:
             raise field_error(path, "image_size", "an integer >= 1", meta.get("image_size"))
     else:
@@ -114,5 +120,7 @@ def load_task_split(data_dir: str | Path, split: str, task: str) -> TaskSplit:
         inputs = {k: tensors[f"{k}.{task}"] for k in NLU_INPUTS if f"{k}.{task}" in tensors}
         return TaskSplit(inputs=inputs, labels=tensors[key],
                          metrics=tuple(meta["tasks"][task].get("metrics", ())))
-    images = tensors.get(f"images.{task}", tensors["images"])  # its own, if it has them
+    images = tensors.get(f"images.{task}")  # its own, if it has them
+    if images is None:
+        images = tensors["images"]
     return TaskSplit(inputs={"images": images}, labels=tensors[key])

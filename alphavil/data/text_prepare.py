@@ -124,11 +124,11 @@ def select_examples(params: Params) -> tuple[dict[str, dict[str, Pool]], dict[st
             views[name] = view
             out[name] = {}
             for split in DRAW_ORDER:
-                # a user's own dev/test file is used whole unless n_<split> is set
+                # a user's own dev/test file or hf split is used whole unless n_<split> is set
                 n = getattr(spec, f"n_{split}")
                 strict = n is not None
                 src = split if split in pools else "train"
-                if n is None and not (source == "files" and src == split):
+                if n is None and not (source in ("files", "hf") and src == split):
                     n = getattr(d, f"n_{split}")
                 labels = _labels(pools[src], view)
                 idx = draw(labels, orders[src], used[src], n, view, f"tasks.{name}.n_{split}",

@@ -14,6 +14,9 @@ views, a `view`); loaders read the task's validated entry (alphavil/config/nlu.p
                   (`path:` a folder laid out like the hub repository); `revision:` pins a
                   hub branch, tag or commit
   files           the user's CSV / JSON / parquet files with declared text and label columns
+  hf              any Hugging Face dataset: a hub name (+ config, revision), a builder with
+                  `data_files` ("csv", "parquet", ...) or a folder saved with save_to_disk;
+                  split names and text/label columns declared (image tasks load theirs here too)
 
 A loader returns pools of raw rows; a view turns a raw label into a class id (or drops
 the row). Splitting into train/dev/test is done in prepare.py, the same way for every
@@ -289,12 +292,60 @@ def load_files(spec, key: str) -> dict[str, Pool]:
     return pools
 
 
+def load_hf_dataset(spec, key: str) -> dict:
+    """{our split: datasets.Dataset} of an `hf` task (text or image): `spec.splits` names
+    the dataset's train split and, where it has them, its dev and test splits (the others
+    are carved from train). A folder written by `save_to_disk` is read with load_from_disk
+    (no builder, no network); anything else goes to load_dataset, which reaches the hub
+    only for a hub name (tests use local builders and folders only)."""
+    ds_lib = _datasets()
+    name, pinned = spec.name, f", revision={spec.revision!r}" if spec.revision else ""
+    try:
+        if Path(name).is_dir() and any((Path(name) / f).is_file() for f in (
+                "dataset_dict.json", "state.json")):
+            ds = ds_lib.load_from_disk(name)
+        else:
+            ds = ds_lib.load_dataset(name, spec.config, revision=spec.revision,
+                                     data_files=spec.data_files)
+    except Exception as err:  # the hub client raises many types; all mean "not loadable"
+        raise SourceError(f"{key}.name: load_dataset({name!r}, {spec.config!r}{pinned}) failed: "
+                          f"{type(err).__name__}: {' '.join(str(err).split())}") from None
+    if not isinstance(ds, ds_lib.DatasetDict):  # one saved split: it is the train split
+        ds = ds_lib.DatasetDict({spec.splits.train: ds})
+    out = {}
+    for ours, theirs in spec.splits.model_dump().items():
+        if theirs is None:
+            continue
+        if theirs not in ds:
+            raise SourceError(f"{key}.splits.{ours}: {name} has no split {theirs!r} "
+                              f"(has {sorted(ds)})")
+        out[ours] = ds[theirs]
+    return out
+
+
+def class_names(d, column: str) -> tuple[str, ...] | None:
+    """The names of a ClassLabel column (integer ids in that order), else None."""
+    feature = d.features.get(column)
+    return tuple(feature.names) if hasattr(feature, "names") else None
+
+
+def load_hf(spec, key: str) -> dict[str, Pool]:
+    pools = {}
+    for split, d in load_hf_dataset(spec, key).items():
+        pool = _pool_from(d, spec.text, spec.label, f"{key} ({spec.name} {split})")
+        if class_names(d, spec.label):  # ClassLabel ids as they are; -1 marks a hidden label
+            pool.raw = [None if r is None or r < 0 else r for r in pool.raw]
+        pools[split] = pool
+    return pools
+
+
 LOADERS: dict[str, Callable[..., dict[str, Pool]]] = {
     "snli": load_snli,
     "rotten_tomatoes": load_rotten_tomatoes,
     "bbc_news": load_bbc_news,
     "glue": load_glue,
     "files": load_files,
+    "hf": load_hf,
 }
 
 

@@ -60,14 +60,36 @@ def _device_type(inputs: dict[str, torch.Tensor]) -> str:
     return next(iter(inputs.values())).device.type
 
 
+class Standardise(nn.Module):
+    """Pixels (uint8) -> p / 255, then (x - mean) / std per channel where prepared data of
+    `setting: images` records them (meta.json `normalise`); plain p / 255 otherwise, so the
+    MultiMNIST model computes exactly what it always did. Buffers, not parameters: no
+    delta or checkpoint holds them, every build reads them from meta.json."""
+
+    def __init__(self, meta: dict):
+        super().__init__()
+        norm = meta.get("normalise")
+        self.standardise = norm is not None
+        if self.standardise:
+            shape = (1, len(norm["mean"]), 1, 1)
+            self.register_buffer("mean", torch.tensor(norm["mean"]).view(shape), persistent=False)
+            self.register_buffer("std", torch.tensor(norm["std"]).view(shape), persistent=False)
+
+    def forward(self, images: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
+        x = images.to(dtype) / 255.0
+        return (x - self.mean.to(dtype)) / self.std.to(dtype) if self.standardise else x
+
+
 class SmallCNN(nn.Module):
     """LeNet-style trunk for MultiMNIST (no batch norm: every weight is a parameter, so a
-    delta captures everything a fine-tune changed)."""
+    delta captures everything a fine-tune changed); `in_channels` 3 for RGB image tasks."""
 
-    def __init__(self, image_size: int, channels: list[int], hidden: int):
+    def __init__(self, image_size: int, channels: list[int], hidden: int,
+                 in_channels: int = 1, meta: dict | None = None):
         super().__init__()
+        self.pixels = Standardise(meta or {})
         layers: list[nn.Module] = []
-        c_in, side = 1, image_size
+        c_in, side = in_channels, image_size
         for c_out in channels:
             layers += [nn.Conv2d(c_in, c_out, 5, padding=2), nn.ReLU(), nn.MaxPool2d(2)]
             c_in, side = c_out, side // 2
@@ -77,14 +99,15 @@ class SmallCNN(nn.Module):
 
     def forward(self, inputs: dict[str, torch.Tensor]) -> torch.Tensor:
         # follow the weights' dtype, so a float64 copy of the model runs end to end
-        x = inputs["images"].to(self.conv[0].weight.dtype) / 255.0
+        x = self.pixels(inputs["images"], self.conv[0].weight.dtype)
         return self.fc(self.conv(x))
 
 
 def build_cnn(model, task_classes: dict[str, int], data_meta: dict,
               head_of: dict[str, str] | None = None) -> MultiTaskModel:
     """`model`: the vision model section (config.vision.VisionModel)."""
-    trunk = SmallCNN(data_meta["image_size"], list(model.channels), int(model.hidden))
+    trunk = SmallCNN(data_meta["image_size"], list(model.channels), int(model.hidden),
+                     int(data_meta.get("channels", 1)), data_meta)
     return MultiTaskModel(trunk, trunk.out_dim, task_classes, head_of)
 
 
