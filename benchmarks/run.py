@@ -12,7 +12,13 @@ sides alike; the table says how loaded the machine was.
      loop (torch.optim.Adam) on the same model and the same batches;
   3. artifact I/O and DVC bookkeeping as shares of stage wall time, and a no-op repro;
   4. peak memory of α estimation as a multiple of the model's size;
-  5. bytes written per epoch (artifacts, logs, DVC cache).
+  5. bytes written per epoch (artifacts, logs, DVC cache);
+  6. a 10-seed default study through its committed command against the same seeds in one
+     process, `make run`, and one seed's `dvc repro` cold and through the warm worker
+     (benchmarks/study_speed.py; minutes: `--study-seeds 0` skips it).
+
+The table goes to stdout and, with the raw numbers and the machine, to results/bench/
+(table.md, bench.json, run.json), which docs/performance.md shows (`make docs`).
 """
 
 from __future__ import annotations
@@ -34,6 +40,7 @@ import yaml
 
 # the integration tests' throwaway git + DVC repository: one place that copies the
 # project into a temp folder and initialises it
+from benchmarks import study_speed
 from testkit.dvcrepo import DvcRepo
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -378,13 +385,20 @@ def loadavg() -> str:
     return " ".join(f"{x:.2f}" for x in os.getloadavg())
 
 
+RESULTS = Path("results/bench")
+
+
 def main(argv=None) -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--repeats", type=int, default=5)
-    ap.add_argument("--json", help="also write the raw numbers here")
+    ap.add_argument("--study-seeds", type=int, default=10,
+                    help="seeds of the study-speed measurement (0: skip it)")
+    ap.add_argument("--out", type=Path, default=RESULTS,
+                    help="folder for table.md, bench.json and run.json (docs render them)")
     args = ap.parse_args(argv)
     os.environ.setdefault("ALPHAVIL_QUIET", "1")
     load_start = loadavg()
+    start = time.perf_counter()
     with tempfile.TemporaryDirectory(prefix="alphavil-bench-") as tmp:
         work = Path(tmp)
         st = stages(work, args.repeats)
@@ -393,15 +407,22 @@ def main(argv=None) -> None:
         env = {**os.environ, "PYTHONPATH": str(repo)}
         mem = memory(repo, env)
         ep = epoch_and_loop(repo, args.repeats)
+    speed = study_speed.measure(args.study_seeds) if args.study_seeds else None
     load_end = loadavg()
-    _print(ep, st, mem, load_start, load_end, args.repeats)
-    if args.json:
-        Path(args.json).write_text(json.dumps({"epoch": ep, "stages": st, "memory": mem,
-                                               "load": [load_start, load_end]}, indent=2,
-                                              default=str))
+    table = _table(ep, st, mem, speed, load_start, load_end, args.repeats)
+    print(table, end="")
+    from alphavil.workflow.studyrun import machine_record, write_results
+
+    write_results(args.out, {
+        "table.md": table,
+        "bench.json": json.loads(json.dumps({"epoch": ep, "stages": st, "memory": mem,
+                                             "study_speed": speed}, default=str)),
+        "run.json": {"command": "make bench (python -m benchmarks.run)",
+                     "repeats": args.repeats, "load": [load_start, load_end],
+                     "wall_s": round(time.perf_counter() - start, 1), **machine_record()}})
 
 
-def _print(ep, st, mem, load_start, load_end, repeats) -> None:
+def _table(ep, st, mem, speed, load_start, load_end, repeats) -> str:
     e, loop = ep["epoch"], ep["loop"]
     rows = []
 
@@ -475,15 +496,19 @@ def _print(ep, st, mem, load_start, load_end, repeats) -> None:
     row("DVC cache / workspace bytes after the 1-epoch run",
         f"{st['cache_bytes_total'] / 2**20:.2f} / {st['workspace_bytes_total'] / 2**20:.2f} MiB",
         "", None)
+    for what, value, target, ok in speed and study_speed.rows(speed) or []:
+        row(what, value, target, ok)
     w = max(len(r[0]) for r in rows)
     v = max(len(r[1]) for r in rows)
-    print(f"| {'measure'.ljust(w)} | {'value'.ljust(v)} | target | met |")
-    print(f"|{'-' * (w + 2)}|{'-' * (v + 2)}|--------|-----|")
+    lines = [f"| {'measure'.ljust(w)} | {'value'.ljust(v)} | target | met |",
+             f"|{'-' * (w + 2)}|{'-' * (v + 2)}|--------|-----|"]
     for what, value, target, ok in rows:
-        print(f"| {what.ljust(w)} | {value.ljust(v)} | {target.ljust(6)} | {ok:3} |")
-    print(f"\nmedians of {repeats} alternating repeats; torch threads {ep['threads']}; "
-          f"{os.cpu_count()} CPUs; load average {load_start} at start, {load_end} at end; "
-          f"full 1-seed 1-epoch `dvc repro` {st['full_repro']:.1f} s")
+        lines.append(f"| {what.ljust(w)} | {value.ljust(v)} | {target.ljust(6)} | {ok:3} |")
+    lines += ["", f"medians of {repeats} alternating repeats (the study-speed rows: one run "
+              f"each); torch threads {ep['threads']}; {os.cpu_count()} CPUs; load average "
+              f"{load_start} at start, {load_end} at end; full 1-seed 1-epoch `dvc repro` "
+              f"{st['full_repro']:.1f} s"]
+    return "\n".join(lines) + "\n"
 
 
 if __name__ == "__main__":
