@@ -34,7 +34,7 @@ RESULTS = Path("results")
 STUDIES = Path("studies")
 IMAGES = Path("docs/img")
 BLOCK = re.compile(r"(<!-- results: ([^>]*?) -->\n)(.*?)(<!-- /results -->)", re.S)
-VIEWS = ("methods", "weights", "ranking", "verdict", "machine", "compare", "bench")
+VIEWS = ("methods", "weights", "ranking", "verdict", "machine", "compare", "bench", "runtime")
 
 
 def doc_files(root: Path = Path(".")) -> list[Path]:
@@ -160,14 +160,31 @@ def view_machine(study: str, run: dict, params: dict) -> str:
     m, code = run.get("machine") or {}, run.get("code") or {}
     load = m.get("load", run.get("load"))
     parts = [f"{m.get('cpu') or 'unknown CPU'}, {m.get('cores')} cores"]
-    if load is not None:
-        parts.append(f"load {load}")
-    commit = (code.get("commit") or "unknown")[:10] + (" (dirty tree)" if code.get("dirty") else "")
+    if load is not None:  # the 1-minute load average as the run ended
+        parts.append(f"load {load[0] if isinstance(load, list) else load}")
+    dirty = code.get("dirty_paths") or []
+    commit = (code.get("commit") or "unknown")[:10] + (
+        f" with uncommitted changes to {', '.join(dirty[:4])}" if dirty else
+        " (dirty tree)" if code.get("dirty") else "")
     parts.append(f"code {commit}")
     if params:  # a study's; `make bench` has none
         parts += [f"seeds {_seeds_text(params.get('seeds') or [])}",
                   f"data_seed {(params.get('data') or {}).get('seed')}"]
     return f"results/{study}/ ran on: " + "; ".join(parts) + ".\n"
+
+
+def view_runtime() -> str:
+    """How long `make run` took in the last `make bench`, on what machine."""
+    bench, run = RESULTS / "bench" / "bench.json", RESULTS / "bench" / "run.json"
+    speed = read_json(bench).get("study_speed") if bench.is_file() else None
+    if not speed or not run.is_file():
+        return not_measured("bench")
+    m = read_json(run).get("machine") or {}
+    load = read_json(run).get("load")
+    return (f"`make run` ({speed['make_run_seeds']} seeds) took {speed['make_run_s'] / 60:.1f} "
+            f"minutes on {m.get('cpu') or 'an unknown CPU'} with {m.get('cores')} cores"
+            + (f" (load average {load[0]} at the start of `make bench`)" if load else "")
+            + ", measured by `make bench` (results/bench/).\n")
 
 
 # --- a block ------------------------------------------------------------------------------------
@@ -180,6 +197,8 @@ def render(spec: str, doc: Path, draw: bool = False) -> str:
         raise ParamsError(f"{doc}: <!-- results: {spec} -->: expected `STUDY VIEW` with a view "
                           f"of {list(VIEWS)}, or `STUDY compare OTHER`")
     study, view = words[0], words[1]
+    if study == "bench" and view == "runtime":
+        return view_runtime()
     if study == "bench" and view in ("bench", "machine"):  # `make bench`, no study file
         table, run = RESULTS / "bench" / "table.md", RESULTS / "bench" / "run.json"
         if view == "bench":

@@ -117,7 +117,10 @@ def _version(package: str) -> str | None:
 
 
 def machine_record() -> dict:
-    """What the numbers ran on: CPU model and cores, library versions, code state."""
+    """What the numbers ran on: CPU model and cores, load, library versions, code state
+    (the commit, and which tracked files differed from it)."""
+    changed = [line[3:] for line in _git("status", "--porcelain",
+                                         "--untracked-files=no").splitlines() if line[3:]]
     cpu = None
     try:
         for line in Path("/proc/cpuinfo").read_text().splitlines():
@@ -127,11 +130,12 @@ def machine_record() -> dict:
     except OSError:
         pass
     return {"machine": {"cpu": cpu or platform.processor() or None, "cores": os.cpu_count(),
-                        "system": platform.system()},
+                        "system": platform.system(),
+                        "load": [round(x, 2) for x in os.getloadavg()]},
             "versions": {"python": platform.python_version(), "torch": _version("torch"),
                          "dvc": _version("dvc")},
             "code": {"commit": _git("rev-parse", "HEAD").strip() or None,
-                     "dirty": bool(_git("status", "--porcelain", "--untracked-files=no").strip())}}
+                     "dirty": bool(changed), "dirty_paths": changed}}
 
 
 def exp_name(study: str, seed: int) -> str:
