@@ -188,6 +188,26 @@ def test_compare_one_method_and_bad_input(tmp_path, capsys):
     assert capsys.readouterr().err.count("\n") == 1
 
 
+def test_compare_on_dev_reads_the_last_epochs_dev_metric_and_never_test(tmp_path):
+    """--split dev pairs each seed's dev metric after its last epoch (the split a choice is
+    made on); the test values, however wild, do not enter it."""
+    a, b = results(tmp_path / "A", A), results(tmp_path / "B", B)
+
+    def records(folder, dev):  # epochs base, ep0, ep1: only ep1 (n 2) may count
+        rows = [{"method": "alphavil", "seed": s, "epoch": ep, "n": n,
+                 "dev": {"acc": v if n == 2 else 0.0}, "test": {"acc": 1e9}}
+                for s, v in dev.items() for n, ep in enumerate(["base", "ep0", "ep1"])]
+        (folder / "per_epoch.json").write_text(json.dumps({"records": rows}))
+    records(a, {0: 0.50, 1: 0.60, 2: 0.70})
+    records(b, {0: 0.40, 1: 0.60, 2: 0.65, 5: 0.9})
+    assert compare.main([str(a), str(b), "--split", "dev", "--method", "alphavil", "--json",
+                         str(tmp_path / "c.json")]) == 0
+    got = json.loads((tmp_path / "c.json").read_text())
+    assert got["split"] == "dev" and got["seeds"] == [0, 1, 2]
+    assert got["methods"]["alphavil"]["mean_diff"] == pytest.approx((10 + 0 + 5) / 3)
+    assert got["methods"]["alphavil"]["wins"] == 2
+
+
 # --- through the real DVC queue (tiny: 2 seeds, 1 epoch, 1 baseline) -----------------------
 
 def tiny_study_repo(tmp_path: Path, seeds: tuple = (0, 1)) -> DvcRepo:

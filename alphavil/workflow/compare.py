@@ -1,9 +1,11 @@
 """Two studies' outcomes paired on the seeds they share.
 
-    python -m alphavil.workflow.compare results/A results/B [--method alphavil] [--json OUT]
+    python -m alphavil.workflow.compare results/A results/B [--split dev] [--method alphavil]
 
 For each method in both studies (or each --method), A's final test metric minus B's on
-every common seed (summary.json `methods.<m>.per_seed_test`): the mean difference, its 95%
+every common seed (summary.json `methods.<m>.per_seed_test`), or with `--split dev` the
+final dev metric (per_epoch.json's last epoch): the split a choice between two studies is
+made on, so that the test split only reports what was chosen. The mean difference, its 95%
 t interval, the paired t-test's p, Holm's correction over the methods compared and the
 seeds where A is ahead, all from alphavil.report (paired_comparison, holm). Pairing by seed
 pairs a model seed's initialisation and sampling; it says nothing where the studies' data
@@ -28,8 +30,27 @@ def load(folder: Path) -> tuple[dict, dict]:
     return read_json(folder / "summary.json"), read_yaml(folder / "params.yaml")
 
 
-def compare(a: dict, b: dict, methods: list[str] | None = None) -> dict:
-    """A's per-seed final test minus B's, per method, on the seeds both have."""
+def final_dev(records: list[dict], method: str, metric: str) -> dict[str, float]:
+    """Per seed, `method`'s dev metric after its last epoch, in % as per_seed_test is."""
+    last: dict[str, dict] = {}
+    for r in records:
+        if r["method"] == method and r["n"] >= last.get(str(r["seed"]), {"n": -1})["n"]:
+            last[str(r["seed"])] = r
+    return {s: 100 * r["dev"][metric] for s, r in last.items()}
+
+
+def per_seed(summary: dict, records: list[dict] | None, split: str) -> dict[str, dict]:
+    """method -> seed -> final metric on `split` (test: summary.json; dev: the records)."""
+    if split == "test":
+        return {m: e["per_seed_test"] for m, e in summary["methods"].items()}
+    if records is None:
+        raise ParamsError("--split dev: expected per_epoch.json records beside summary.json")
+    return {m: final_dev(records, m, summary["metric"]) for m in summary["methods"]}
+
+
+def compare(a: dict, b: dict, methods: list[str] | None = None, split: str = "test",
+            records: tuple[list[dict] | None, list[dict] | None] = (None, None)) -> dict:
+    """A's per-seed final `split` metric minus B's, per method, on the seeds both have."""
     both = [m for m in a["methods"] if m in b["methods"]]
     for m in methods or []:
         if m not in both:
@@ -40,16 +61,17 @@ def compare(a: dict, b: dict, methods: list[str] | None = None) -> dict:
     if a.get("metric") != b.get("metric"):
         raise ParamsError(f"the studies report different metrics ({a.get('metric')!r}, "
                           f"{b.get('metric')!r})")
-    seed_sets = [set(s["methods"][m]["per_seed_test"]) for m in methods for s in (a, b)]
+    va, vb = per_seed(a, records[0], split), per_seed(b, records[1], split)
+    seed_sets = [set(v[m]) for m in methods for v in (va, vb)]
     seeds = sorted(set.intersection(*seed_sets), key=int)
     if not seeds:
         raise ParamsError("the two studies share no seed; paired differences need common seeds")
-    vs = {m: paired_comparison([a["methods"][m]["per_seed_test"][s] for s in seeds],
-                               [b["methods"][m]["per_seed_test"][s] for s in seeds])
+    vs = {m: paired_comparison([va[m][s] for s in seeds], [vb[m][s] for s in seeds])
           for m in methods}
     for m, p in holm({m: c["p_value"] for m, c in vs.items()}).items():
         vs[m]["p_holm"] = p
-    return {"metric": a.get("metric"), "seeds": [int(s) for s in seeds], "methods": vs}
+    return {"metric": a.get("metric"), "split": split, "seeds": [int(s) for s in seeds],
+            "methods": vs}
 
 
 def differing_keys(pa: dict, pb: dict) -> list[str]:
@@ -69,7 +91,8 @@ def differing_keys(pa: dict, pb: dict) -> list[str]:
 
 def markdown(result: dict, name_a: str, name_b: str, differ: list[str]) -> str:
     k = sum(c["p_value"] is not None for c in result["methods"].values())
-    lines = [f"# {name_a} minus {name_b}: final test {result['metric']} (percentage points), "
+    lines = [f"# {name_a} minus {name_b}: final {result.get('split', 'test')} {result['metric']} "
+             f"(percentage points), "
              f"paired over seeds {result['seeds']}", "",
              f"| method | mean diff | 95% t CI | p (paired t) | p (Holm, {k}) | A ahead |",
              "|---|---|---|---|---|---|"]
@@ -86,12 +109,16 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("a", type=Path, help="results/<study A>")
     ap.add_argument("b", type=Path, help="results/<study B>")
+    ap.add_argument("--split", choices=("test", "dev"), default="test",
+                    help="dev: the split to choose on; test: to report what was chosen")
     ap.add_argument("--method", action="append", help="compare only this method (repeatable)")
     ap.add_argument("--json", type=Path, help="also write the comparison as JSON here")
     args = ap.parse_args(argv)
     try:
         (sa, pa), (sb, pb) = load(args.a), load(args.b)
-        result = compare(sa, sb, args.method)
+        records = tuple(read_json(f / "per_epoch.json")["records"] if args.split == "dev"
+                        else None for f in (args.a, args.b))
+        result = compare(sa, sb, args.method, args.split, records)
         result["differ"] = differing_keys(pa, pb)
     except (ParamsError, ArtifactError) as err:
         print(f"error: {' '.join(str(err).split())}", file=sys.stderr)

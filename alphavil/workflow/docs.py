@@ -7,6 +7,7 @@ A results block is the text between two markers; everything between them is gene
 
     <!-- results: STUDY VIEW -->            e.g. <!-- results: default methods -->
     <!-- results: STUDY compare OTHER -->   STUDY minus OTHER, paired on common seeds
+    <!-- results: STUDY compare OTHER dev --> the same on the final dev metric (choices)
     <!-- /results -->
 
 from results/STUDY/ (written by `python -m alphavil.workflow.study run studies/STUDY.yaml`)
@@ -192,10 +193,12 @@ def view_runtime() -> str:
 def render(spec: str, doc: Path, draw: bool = False) -> str:
     """The generated text of the block `<!-- results: SPEC -->` in `doc`."""
     words = spec.split()
+    split = words.pop() if len(words) == 4 and words[1] == "compare" and words[3] in (
+        "dev", "test") else "test"
     if len(words) < 2 or words[1] not in VIEWS or (words[1] == "compare") != (len(words) == 3) \
             or len(words) > 3:
         raise ParamsError(f"{doc}: <!-- results: {spec} -->: expected `STUDY VIEW` with a view "
-                          f"of {list(VIEWS)}, or `STUDY compare OTHER`")
+                          f"of {list(VIEWS)}, or `STUDY compare OTHER [dev]`")
     study, view = words[0], words[1]
     if study == "bench" and view == "runtime":
         return view_runtime()
@@ -215,7 +218,9 @@ def render(spec: str, doc: Path, draw: bool = False) -> str:
     if view == "compare":
         other, other_params = pair.load(RESULTS / words[2])
         try:
-            result = pair.compare(summary, other)
+            records = tuple(read_json(RESULTS / s / "per_epoch.json")["records"]
+                            if split == "dev" else None for s in (study, words[2]))
+            result = pair.compare(summary, other, split=split, records=records)
         except ParamsError as err:  # e.g. no common seed: say so in the doc
             return f"results/{study}/ and results/{words[2]}/ do not pair: {err}.\n"
         return pair.markdown(result, study, words[2], pair.differing_keys(params, other_params))
