@@ -65,6 +65,8 @@ ALPHA_OPTIMIZERS = ("sgd", "adam")
 # joint.schedule: how a joint epoch groups its tasks' batches into optimizer steps
 # (alphavil/methods/joint.py SCHEDULES)
 JOINT_SCHEDULES = ("each_step", "spread", "round_robin")
+# forkmerge.variant (alphavil/methods/forkmerge.py, forkmerge_published.py)
+FORKMERGE_VARIANTS = ("two_branch", "published")
 # train.device (alphavil/device.py resolve)
 DEVICES = ("cpu", "cuda", "auto")
 # train.precision -> the autocast dtype (by its name in torch; None: no autocast)

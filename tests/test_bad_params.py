@@ -97,6 +97,8 @@ CASES = [
     ("joint.schedule", "round-robin", "joint.schedule", "did you mean round_robin?", 1),
     ("joint.schedule", "random", "joint.schedule",
      "one of ['each_step', 'round_robin', 'spread']", 1),
+    ("forkmerge.variant", "publish", "forkmerge.variant", "did you mean published?", 1),
+    ("forkmerge.top_k", [0, 1], "forkmerge.top_k", "null unless variant is 'published'", 1),
     ("baselines", ["unifrom"], "baselines", "did you mean uniform?", 1),
     ("report.rank_by", "alpha", "report.rank_by", "one of ['cumulative_alpha', 'weight']", 1),
     ("report.rank_by", "cumulative_alphas", "report.rank_by", "did you mean cumulative_alpha?", 1),

@@ -120,3 +120,20 @@ def test_diw_weights_every_example_a_stretched_epoch_trains_on(workdir, monkeypa
     right = fitted[-1]  # the dev split's features come first, then the auxiliary task's
     # its own subset is 48 of 96 examples; the stretched epoch (88) reaches more of them
     assert len(right) > 48 and len(set(right.tolist())) == len(right)
+
+
+@pytest.mark.parametrize("match", ["epochs", "compute"])
+def test_published_forkmerge_counts_every_branch_and_ranking_pass(workdir, match):
+    """forkmerge.variant published: each branch (and, in the pruning epoch, each ranking
+    branch) takes the epoch's rounds of full batches; the state's count is what the model
+    trained on, and the compute match lands within half a round of αVIL's 272 passes."""
+    tasks = {"left": {"label": "left", "label_noise": 0.0},
+             "twin": {"label": "left", "label_noise": 0.0},
+             "junk": {"label": "left", "label_noise": 1.0}}
+    spent, recorded, _ = _counted_epoch(workdir, "forkmerge", match, tasks=tasks,
+                                        forkmerge={"variant": "published", "top_k": [0, 1]})
+    assert spent == recorded
+    if match == "epochs":  # 3 rounds of 32: 2 branches (top_k) + 2 ranking branches
+        assert recorded == 4 * 3 * 32
+    else:  # αVIL: 3 × 96 + 80; a round costs 4 × 32
+        assert abs(spent - (3 * 96 + 80)) <= 4 * 32 / 2

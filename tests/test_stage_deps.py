@@ -87,6 +87,10 @@ ALTERNATIVES = {
     "diw.max_examples": lambda v: 10,
     "forkmerge.interval": lambda v: 2,
     "forkmerge.lambdas": lambda v: [0.0, 0.5, 1.0],
+    # the three together: top_k and checkpoints are refused unless the variant is published
+    "forkmerge.variant": lambda v: "published",
+    "forkmerge.top_k": lambda v: [0, 1],
+    "forkmerge.checkpoints": lambda v: 2,
     "gcs.weighted": lambda v: not v,
     "joint.schedule": lambda v: "round_robin" if v != "round_robin" else "each_step",
     "budget.match": lambda v: "compute" if v == "epochs" else "epochs",

@@ -164,6 +164,22 @@ class ForkMerge(Section):
         min_length=1, description="a non-empty list of distinct numbers in [0, 1]"),
         distinct("a non-empty list of distinct numbers in [0, 1]")] = [
             i / 10 for i in range(11)]
+    # two_branch: target-only and joint branch, λ on the grid; published: thuml/ForkMerge's
+    # pruning, top-k branches sampled 1:1 target:auxiliary, best-dev checkpoints, greedy merge
+    variant: Literal[registry.FORKMERGE_VARIANTS] = "two_branch"
+    # published: each branch's count of (top-ranked) auxiliary tasks; null: [0, ⌈n/2⌉, n]
+    top_k: Annotated[list[Int(0)], Field(
+        min_length=1, description="a non-empty list of distinct integers >= 0"),
+        distinct("a non-empty list of distinct integers >= 0")] | None = None
+    # published: dev evaluations per branch per fork, evenly spaced; null: 5 (one an epoch)
+    checkpoints: Int(1) | None = None
+
+    @model_validator(mode="after")
+    def _published_knobs(self):
+        if self.variant != "published":
+            problems([bad((key,), "null unless variant is 'published'", getattr(self, key))
+                      for key in ("top_k", "checkpoints") if getattr(self, key) is not None])
+        return self
 
 
 class GCS(Section):
@@ -281,6 +297,14 @@ class Params(Section):
         if isinstance(self.tasks, dict) and self.target not in self.tasks:
             problems([bad(("target",), f"one of the task names {list(self.tasks)}"
                           + did_you_mean(self.target, self.tasks), self.target)])
+        return self
+
+    @model_validator(mode="after")
+    def _top_k_fits(self):
+        top_k, tasks = self.forkmerge.top_k, self.tasks
+        if top_k and isinstance(tasks, dict) and max(top_k) > len(tasks) - 1:
+            problems([bad(("forkmerge", "top_k"), f"counts of auxiliary tasks, each at most "
+                          f"{len(tasks) - 1} (the tasks besides the target)", top_k)])
         return self
 
     @property

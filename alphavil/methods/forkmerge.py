@@ -1,9 +1,11 @@
 """ForkMerge (Jiang et al., NeurIPS 2023, "ForkMerge: Mitigating Negative Transfer in
-Auxiliary-Task Learning"), with two branches. Every `forkmerge.interval` rounds of batches
-(default: once per epoch) θ is forked into a target-only branch and a joint branch (target
-plus every auxiliary task, equal weights), each trains on the same interval of the epoch's
-batches, and θ becomes θ + (1 − λ)·δ_target + λ·δ_joint, with λ the value of
-`forkmerge.lambdas` whose merge scores best on the target's dev split (the paper's search).
+Auxiliary-Task Learning"). `forkmerge.variant: published` runs the authors' code's pruning,
+top-k branches and greedy merge (forkmerge_published.py); the default, two_branch: every
+`forkmerge.interval` rounds of batches (default: once per epoch) θ is forked into a
+target-only branch and a joint branch (target plus every auxiliary task, equal weights),
+each trains on the same interval of the epoch's batches, and θ becomes
+θ + (1 − λ)·δ_target + λ·δ_joint, with λ the value of `forkmerge.lambdas` whose merge scores
+best on the target's dev split (the paper's search).
 How it differs from αVIL: docs/algorithm.md.
 
 joint.schedule orders the joint branch's batches within each interval as it orders uniform
@@ -22,6 +24,7 @@ from alphavil.models.multitask import load_trainable, trainable_state
 from alphavil.training.loop import evaluate, train_pass
 from alphavil.methods.base import Weights
 from alphavil.methods.joint import SCHEDULES, JointTraining
+from alphavil.methods import forkmerge_published as published
 
 
 def pick_lambda(scores: dict[float, dict[str, float]], metric: str) -> float:
@@ -31,7 +34,17 @@ def pick_lambda(scores: dict[float, dict[str, float]], metric: str) -> float:
 
 
 class ForkMerge(JointTraining):
+    # whether this epoch runs the published variant's pruning (set by run_epoch, read by
+    # epoch_passes, which counts the ranking branches' passes in that epoch)
+    pruning = False
+
+    @property
+    def published(self) -> bool:
+        return self.ctx.params.forkmerge.variant == "published"
+
     def epoch_passes(self, sizes: dict[str, int], batch_size: int) -> int:
+        if self.published:
+            return published.epoch_passes(self, sizes, batch_size, self.pruning)
         # the target-only branch trains on the target's batches, the joint one on every
         # task's, interval by interval under joint.schedule (as run_epoch)
         batches = [budget.batch_sizes(n, batch_size) for n in sizes.values()]
@@ -43,6 +56,12 @@ class ForkMerge(JointTraining):
 
     def run_epoch(self, epoch: EpochSpec, theta: Weights, state: dict) -> tuple[Weights, dict]:
         cfg = self.ctx.params.for_epoch(epoch.id).forkmerge
+        if self.published:
+            n_aux = len(self.epoch_tasks()) - 1
+            self.pruning = ("ranking" not in state.get("forkmerge", {})
+                            and published.prunes(cfg.top_k or published.default_top_k(n_aux),
+                                                 n_aux))
+            return published.run_epoch(self, epoch, theta, state, self.pruning)
         interval, lambdas = cfg.interval, [float(v) for v in cfg.lambdas]
         model, target = self.ctx.model, self.ctx.target
         dev = self.ctx.split("dev", target)

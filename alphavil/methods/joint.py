@@ -106,6 +106,17 @@ class JointTraining(Method):
         """Each task's batches of this epoch (its ρ-subset, drawn with αVIL's seeds), and the
         state `before_epoch` returns. The model must hold the epoch's starting θ."""
         p = self.ctx.params.for_epoch(epoch.id)
+        indices, state = self.epoch_indices(epoch, state)
+        return {task: list(task_batches(task, self.ctx.split("train", task), idx,
+                                        p.train.batch_size,
+                                        self.example_weights(epoch, task, idx, state)))
+                for task, idx in indices.items()}, state
+
+    def epoch_indices(self, epoch: EpochSpec,
+                      state: dict) -> tuple[dict[str, torch.Tensor], dict]:
+        """Each task's example indices of this epoch, in order (`streams` batches them), and
+        the state with the epoch's `passes`."""
+        p = self.ctx.params.for_epoch(epoch.id)
         indices = {task: sample_indices(len(self.ctx.split("train", task)),
                                         p.alphavil.sample_ratio,
                                         generator(self.ctx.seed, epoch.id, task, "sample"))
@@ -119,10 +130,7 @@ class JointTraining(Method):
         # what the epoch spends, to compare methods' compute (alphavil/budget.py)
         state = {**state, "passes": self.epoch_passes(
             {t: len(i) for t, i in indices.items()}, p.train.batch_size)}
-        return {task: list(task_batches(task, self.ctx.split("train", task), idx,
-                                        p.train.batch_size,
-                                        self.example_weights(epoch, task, idx, state)))
-                for task, idx in indices.items()}, state
+        return indices, state
 
     def compute_matched(self, epoch: EpochSpec, p: Params,
                         indices: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
