@@ -204,7 +204,7 @@ def test_compare_on_dev_reads_the_last_epochs_dev_metric_and_never_test(tmp_path
                          str(tmp_path / "c.json")]) == 0
     got = json.loads((tmp_path / "c.json").read_text())
     assert got["split"] == "dev" and got["seeds"] == [0, 1, 2]
-    assert got["methods"]["alphavil"]["mean_diff"] == pytest.approx((10 + 0 + 5) / 3)
+    assert got["methods"]["alphavil"]["mean_diff"] == pytest.approx((0.10 + 0 + 0.05) / 3)
     assert got["methods"]["alphavil"]["wins"] == 2
 
 

@@ -31,12 +31,12 @@ def load(folder: Path) -> tuple[dict, dict]:
 
 
 def final_dev(records: list[dict], method: str, metric: str) -> dict[str, float]:
-    """Per seed, `method`'s dev metric after its last epoch, in % as per_seed_test is."""
+    """Per seed, `method`'s dev metric after its last epoch (a fraction, as per_seed_test)."""
     last: dict[str, dict] = {}
     for r in records:
         if r["method"] == method and r["n"] >= last.get(str(r["seed"]), {"n": -1})["n"]:
             last[str(r["seed"])] = r
-    return {s: 100 * r["dev"][metric] for s, r in last.items()}
+    return {s: r["dev"][metric] for s, r in last.items()}
 
 
 def per_seed(summary: dict, records: list[dict] | None, split: str) -> dict[str, dict]:
