@@ -64,7 +64,9 @@ def tiny_raw(**sections) -> dict:
     raw["seeds"] = [0]
     raw["data"].update(n_train=96, n_dev=48, n_test=48)
     raw["model"].update(channels=[4, 8], hidden=16)
-    raw["alpha"].update(steps=3, batch_size=32)
+    # the paper's fixed α budget at 3 steps: seconds, and the known cost the compute-matched
+    # tests plan from; the default converged fit has its own tests (tests/test_alpha_fit.py)
+    raw["alpha"].update(steps=3, batch_size=32, fit="budget")
     raw["epochs"] = [{"id": "ep0", "prev": "base", "n": 1, "overrides": {}},
                      {"id": "ep1", "prev": "ep0", "n": 2, "overrides": {}}]
     for key, value in sections.items():

@@ -138,8 +138,8 @@ def test_normalise_scales_the_auxiliary_delta_and_reports_alpha_in_raw_units():
     # the minimiser does not depend on the delta's scale once α is in raw units...
     assert normed["aux"] == pytest.approx(raw["aux"], abs=1e-4)
     # ...but a fixed Adam budget does: each step moves α·factor by about lr
-    b_raw, _, _ = alphavil_on_synthetic(order="target_first")
-    b_normed, _, _ = alphavil_on_synthetic(order="target_first", normalise=True)
+    b_raw, _, _ = alphavil_on_synthetic(fit="budget", order="target_first")
+    b_normed, _, _ = alphavil_on_synthetic(fit="budget", order="target_first", normalise=True)
     assert b_raw["t"] == b_normed["t"]
     assert b_normed["aux"] == pytest.approx(b_raw["aux"] * factor, rel=1e-3)
 
@@ -157,7 +157,7 @@ def test_multiplicative_rule_shrinks_and_grows_back_and_stops_at_the_floor():
 def test_pipeline_writes_the_fit_record_only_under_converge(workdir):
     from testkit.artifacts import fit_first_epoch_alpha
 
-    workdir()
+    workdir(alpha={"fit": "budget"})
     fit_first_epoch_alpha()
     assert "fit" not in json.loads(open("alphas/s0/ep0.json").read())
     workdir(alpha={"fit": "converge"})

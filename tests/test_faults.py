@@ -250,7 +250,7 @@ BAD_JSON = [  # (file, edit, what the message says after "<file>: ")
      r"tasks\.left\.num_classes: expected an integer >= 1, got '10'"),
     (META, _json_edit(lambda m: m.update(tasks=["left", "right"])), "tasks: expected an object"),
     (META, _json_edit(lambda m: m["tasks"].pop("right")), r"prepared data lacks tasks \['right'\]"),
-    (META, _json_edit(lambda m: m.update(setting="audio")), "setting: expected 'vision' or 'nlu'"),
+    (META, _json_edit(lambda m: m.update(setting="audio")), "setting: expected 'vision', 'nlu' or 'images'"),
 ]
 
 
