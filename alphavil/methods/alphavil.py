@@ -69,7 +69,7 @@ class AlphaVIL(Method):
              scale: float, where: str, guard: bool, *stream: str, steps: int) -> tuple[list, dict]:
         a = self.ctx.params.for_epoch(epoch.id).alpha
         return estimate_alpha(
-            self.ctx.model, theta, deltas, self.ctx.split("dev", self.ctx.target),
+            self.ctx.model, theta, deltas, self.ctx.target_dev("fit"),
             self.ctx.target, init=init, steps=steps, lr=a.lr, optimizer=a.optimizer,
             batch_size=a.batch_size, g=generator(self.ctx.seed, epoch.id, "alpha", *stream),
             where=where, guard=guard, scale=scale, fit=a.fit, tol=a.tol,
@@ -110,7 +110,7 @@ class AlphaVIL(Method):
         if a.guard:
             trace["guard"] = guard_record(
                 self.ctx.model, theta, [deltas[t] for t in tasks], torch.tensor(alphas, device=theta_device(theta)),
-                self.ctx.split("dev", target), target, a.batch_size, scale, where)
+                self.ctx.target_dev("fit"), target, a.batch_size, scale, where)
         return alphas, trace
 
     def merge(self, theta: Weights, alphas: dict[str, float | None],

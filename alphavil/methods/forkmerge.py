@@ -45,7 +45,7 @@ class ForkMerge(JointTraining):
         cfg = self.ctx.params.for_epoch(epoch.id).forkmerge
         interval, lambdas = cfg.interval, [float(v) for v in cfg.lambdas]
         model, target = self.ctx.model, self.ctx.target
-        dev = self.ctx.split("dev", target)
+        dev = self.ctx.target_dev("select")  # λ is a choice among models (alpha.split)
         metric = self.ctx.meta["tasks"][target].get("metric") or "acc"
         load_trainable(model, theta)
         streams, state = self.streams(epoch, state)
