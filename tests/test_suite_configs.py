@@ -3,6 +3,8 @@
 end to end at a tiny size (in process, no DVC)."""
 
 import copy
+import os
+from pathlib import Path
 
 import pytest
 import yaml
@@ -44,8 +46,20 @@ def test_each_suite_has_helpful_and_harmful_auxiliary_tasks(config):
 def test_suite_studies_run_their_overlay_on_their_seeds(study, overlay, seeds, data_seed):
     spec = yaml.safe_load((ROOT / "studies" / f"{study}.yaml").read_text())
     assert spec["overlays"] == [f"configs/{overlay}.yaml"]
-    assert spec["seeds"] == seeds and spec["data_seed"] == data_seed
-    assert "single_task" in spec["baselines"] and "uniform" in spec["baselines"]
+    os.chdir(ROOT)
+    name, params = studyfile.study_params(Path("studies") / f"{study}.yaml")  # it validates
+    assert name == study and params.seeds == seeds and params.data.seed == data_seed
+    assert params.baselines == ["single_task", "uniform", "diw", "forkmerge", "gcs"]
+
+
+@pytest.mark.parametrize("suite", ["suite-right", "suite-nlu"])
+def test_a_heldout_suite_study_is_its_suite_on_fresh_seeds_and_data(suite):
+    os.chdir(ROOT)
+    _, main = studyfile.study_params(Path(f"studies/{suite}.yaml"))
+    _, held = studyfile.study_params(Path(f"studies/{suite}-heldout.yaml"))
+    assert not set(main.seeds) & set(held.seeds) and main.data.seed != held.data.seed
+    strip = lambda p: {**p.dump(), "seeds": None, "data": {**p.dump()["data"], "seed": None}}
+    assert strip(main) == strip(held)
 
 
 def test_suite_right_targets_the_right_digit():
@@ -98,6 +112,7 @@ def _nlu_suite_tiny(tmp_path):
         task.pop("n_dev", None)
         task.pop("n_test", None)
     raw["seeds"] = [0]
+    raw["baselines"] = ["single_task", "uniform", "diw", "forkmerge", "gcs"]  # the studies'
     raw["data"].update(tokenizer=str(encoder), max_length=16, n_dev=8, n_test=8)
     raw["model"].update(encoder=str(encoder), init="random", train_layers=None)
     raw["alpha"].update(steps=2, batch_size=8)
