@@ -57,6 +57,14 @@ def test_the_training_and_selection_uses_read_their_part(tmp_path, monkeypatch):
     _load_split_file.cache_clear()
 
 
+def test_dev_half_refuses_a_dev_split_it_cannot_cut(tmp_path, monkeypatch):
+    _, ctx = _ctx(tmp_path / "one", monkeypatch, "dev_half")
+    ctx._cache[("dev", "left")] = ctx.split("dev", "left").subset(torch.tensor([0]))
+    with pytest.raises(ParamsError, match=r"^alpha\.split: expected 'dev' .* 1 example"):
+        ctx.target_dev("fit")
+    _load_split_file.cache_clear()
+
+
 def _alpha_after_changing(folder, monkeypatch, split, part):
     """α of seed 0, epoch ep0, fitted on prepared data, then again after one target dev
     label in `part` of the dev cut got another class."""
@@ -169,3 +177,6 @@ def test_dev_half_runs_end_to_end_with_every_dev_reading_method(tmp_path):
     assert records and all({"dev", "dev_fit", "dev_select"} <= r.keys() for r in records)
     for m in ("alphavil", "diw", "forkmerge"):
         assert 0.0 <= summary["methods"][m]["dev_select"] <= 1.0
+    # the α record says it read the fit part: 24 of the 48 dev images
+    alpha = read_json(tmp_path / "run" / "alphas" / "s0" / "ep0.json")
+    assert alpha["dev_split"] == {"split": "dev_half", "examples": 24}

@@ -63,6 +63,8 @@ class AlphaVIL(Method):
             alphas, trace = self._fit(epoch, theta, [deltas[t] for t in tasks], a.init,
                                       scale, where, a.guard, steps=a.steps if tasks else 0)
         fitted = dict(zip(tasks, alphas))
+        if a.split != "dev":  # which dev examples the fit read (absent by default)
+            trace["dev_split"] = {"split": a.split, "examples": len(self.ctx.target_dev("fit"))}
         return {t: fitted.get(t) for t in deltas}, trace
 
     def _fit(self, epoch: EpochSpec, theta: Weights, deltas: list[Weights], init: float,

@@ -9,7 +9,7 @@ from alphavil.runtime import device
 from alphavil.store import layout
 from alphavil.runtime import stagetime
 from alphavil.store.artifacts import ArtifactError
-from alphavil.config import Params
+from alphavil.config import Params, ParamsError
 from alphavil.data.prepared import (DEV_PARTS, TaskSplit, dev_parts, load_meta, load_task_split,
                                      num_classes)
 from alphavil.models.multitask import MultiTaskModel, build_model
@@ -67,6 +67,9 @@ class RunContext:
             return dev
         key = ("dev", self.target, use)
         if key not in self._cache:
+            if len(dev) < 2:
+                raise ParamsError(f"alpha.split: expected 'dev' with a target dev split of "
+                                  f"{len(dev)} example(s); dev_half needs at least 2")
             self._cache[key] = dev.subset(dev_parts(len(dev))[use])
         return self._cache[key]
 
