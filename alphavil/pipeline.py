@@ -228,6 +228,18 @@ def train_method(method_name: str, seed: int, params: ParamsOrPath = "params.yam
 
 # --- evaluate -------------------------------------------------------------------------
 
+def dev_records(ctx, dev) -> dict[str, dict]:
+    """The target's dev metrics of the loaded model: `dev` (the whole split); under
+    alpha.split dev_half also `dev_fit` and `dev_select` (data/prepared.py dev_parts)."""
+    from alphavil.data.prepared import dev_parts
+    from alphavil.training.loop import evaluate as eval_split, evaluate_parts
+
+    if ctx.params.alpha.split == "dev":
+        return {"dev": eval_split(ctx.model, dev, ctx.target)}
+    scored = evaluate_parts(ctx.model, dev, ctx.target, dev_parts(len(dev)))
+    return {"dev": scored[""], **{f"dev_{part}": scored[part] for part in ("fit", "select")}}
+
+
 def evaluate(params: ParamsOrPath = "params.yaml") -> None:
     from alphavil.models.prefix_cache import cached_frozen_prefix
     from alphavil.report import write_reports
@@ -262,7 +274,7 @@ def evaluate(params: ParamsOrPath = "params.yaml") -> None:
                         diverged = diverged_epoch(state, folder)
                         load_trainable(ctx.model, theta)
                         by_folder[folder] = {
-                            "dev": eval_split(ctx.model, dev, ctx.target),
+                            **dev_records(ctx, dev),
                             "test": eval_split(ctx.model, test, ctx.target),
                             "weights": state.get("weights"), "alpha": state.get("alpha"),
                             **({"merge_rejected": True} if state.get("merge_rejected") else {}),

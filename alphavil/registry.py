@@ -57,6 +57,9 @@ ALPHA_FITS = ("budget", "converge")
 # alpha.order: all α at once (the paper), or the target's own α first, then the
 # auxiliary α on top of it (methods/alphavil.py AlphaVIL.estimate)
 ALPHA_ORDERS = ("joint", "target_first")
+# alpha.split: which part of the target's dev split α is fitted on; the rest selects and
+# reports (alphavil/data/prepared.py dev_parts)
+ALPHA_SPLITS = ("dev", "dev_half")
 # alphavil.delta_dtype: the torch dtype (by its name in torch) deltas are stored in
 DELTA_DTYPES = ("float64", "float32", "bfloat16")
 # train.optimizer (alphavil/optim.py make); alpha.optimizer takes the first two

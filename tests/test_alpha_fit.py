@@ -108,7 +108,7 @@ def alphavil_on_synthetic(**alpha):
     model, theta, deltas, dev = setup()
     params = validate(tiny_raw(alpha=alpha))
     ctx = SimpleNamespace(params=params, model=model, seed=0, target="t", tasks=["t", "aux"],
-                          split=lambda kind, task: dev)
+                          split=lambda kind, task: dev, target_dev=lambda use: dev)
     epoch = params.epochs[0]
     alphas, trace = AlphaVIL(ctx).estimate(epoch, theta, dict(zip(["t", "aux"], deltas)),
                                            {"weights": {"t": 1.0, "aux": 1.0}})

@@ -91,6 +91,7 @@ CASES = [
     ("setting", ["vision"], "setting", "one of ['images', 'nlu', 'vision']", 1),
     ("alpha.optimizer", ["adam"], "alpha.optimizer", "one of ['adam', 'sgd']", 1),
     ("alpha.guard", "yes", "alpha.guard", "true or false", 1),
+    ("alpha.split", "half", "alpha.split", "one of ['dev', 'dev_half']", 1),
     ("train.device", "gpu", "train.device", "one of ['auto', 'cpu', 'cuda']", 1),
     ("train.precision", "fp16", "train.precision", "one of ['bf16', 'fp32']", 1),
     ("alphavil.weight_mode", "steps", "alphavil.weight_mode", "did you mean step?", 1),

@@ -254,7 +254,7 @@ def test_unknown_keys_name_the_nearest_valid_key():
         "forkmerge, gcs, joint, budget, report, baselines, epochs",
         "params.yaml: alpha.gaurd: unknown key (did you mean alpha.guard?); expected one of "
         "init, steps, lr, optimizer, batch_size, guard, combine, fit, tol, max_iter, order, "
-        "normalise"]
+        "normalise, split"]
 
 
 def test_seeds_span_exactly_the_range_torch_accepts():

@@ -82,6 +82,7 @@ ALTERNATIVES = {
     "alpha.order": lambda v: "target_first" if v == "joint" else "joint",
     # valid only with order target_first, which every perturbation that changes it sets too
     "alpha.normalise": lambda v: not v,
+    "alpha.split": lambda v: "dev_half" if v == "dev" else "dev",
     "diw.max_weight": lambda v: v / 2,
     "diw.iterations": lambda v: v // 2,
     "diw.max_examples": lambda v: 10,

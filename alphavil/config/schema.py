@@ -138,6 +138,9 @@ class Alpha(Section):  # α estimation on the target's dev loss
     order: Literal[registry.ALPHA_ORDERS] = "joint"
     # target_first only: auxiliary deltas scaled to the target delta's norm for the fit
     normalise: bool = False
+    # dev: α fitted on the dev split that also selects and reports (paper); dev_half: on a
+    # fixed half of it, the other half selecting (alphavil/data/prepared.py dev_parts)
+    split: Literal[registry.ALPHA_SPLITS] = "dev"
 
     @model_validator(mode="after")
     def _normalise_needs_target_first(self):

@@ -47,6 +47,33 @@ class TaskSplit:
         idx = idx.to(self.device)
         return {k: v[idx] for k, v in self.inputs.items()}, self.labels[idx]
 
+    def subset(self, idx: torch.Tensor) -> "TaskSplit":
+        inputs, labels = self.batch(idx)
+        return TaskSplit(inputs, labels, self.metrics)
+
+
+# alpha.split dev_half. α is fitted on the target's dev loss, and the same dev split picks
+# the best epoch, the lr of the lr grid and ForkMerge's λ, so a dev score after α has been
+# fitted to it is optimistic. dev_half cuts the target's dev split once into two fixed
+# parts: `fit` (α's fit and every other use of dev while training: alpha.guard, DIW's
+# target sample) and `select` (best-on-dev, the lr grid, ForkMerge's λ). The cut is a
+# permutation from a constant seed, the same for every model seed and method (paired
+# runs), and depends only on the split's size; the dev examples themselves are drawn by
+# data.seed. Evaluation records keep `dev` = the whole dev split under either value, so
+# dev numbers compare across alpha.split; under dev_half they add `dev_fit` and
+# `dev_select` (the whole split's predictions restricted to each part), and selection
+# reads `dev_select`. Under alpha.split dev (the default) nothing is cut and no record
+# changes.
+DEV_PARTS = ("fit", "select")
+_DEV_CUT_SEED = 0x0A1FA
+
+
+def dev_parts(n: int) -> dict[str, torch.Tensor]:
+    """alpha.split dev_half: part name -> sorted dev indices; `fit` gets ceil(n/2)."""
+    order = torch.randperm(n, generator=torch.Generator().manual_seed(_DEV_CUT_SEED))
+    cut = (n + 1) // 2
+    return {"fit": order[:cut].sort().values, "select": order[cut:].sort().values}
+
 
 @functools.lru_cache(maxsize=8)
 def _load_split_file(path: str) -> dict[str, torch.Tensor]:

@@ -39,9 +39,11 @@ DRAW_ORDER = ("dev", "test", "train")
 def _group_key(spec) -> str:
     """Tasks with the same source and loader options share (and split) one pool. The key
     (which also seeds the pool's shuffle) holds the options that differ from their
-    defaults, so spelling a default out in params.yaml leaves the draws as they are."""
+    defaults, so spelling a default out in params.yaml leaves the draws as they are. What
+    only changes a task's own labels or its reading (noise, sizes, metric, a suite's `role`)
+    is no loader option: such tasks still split one pool, disjointly."""
     keep = {k: v for k, v in spec.model_dump(mode="json", exclude_defaults=True).items()
-            if k not in {"view", "label_noise", "n_train", "n_dev", "n_test", "metric"}}
+            if k not in {"view", "label_noise", "n_train", "n_dev", "n_test", "metric", "role"}}
     return json.dumps(keep, sort_keys=True)
 
 

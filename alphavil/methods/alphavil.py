@@ -63,13 +63,15 @@ class AlphaVIL(Method):
             alphas, trace = self._fit(epoch, theta, [deltas[t] for t in tasks], a.init,
                                       scale, where, a.guard, steps=a.steps if tasks else 0)
         fitted = dict(zip(tasks, alphas))
+        if a.split != "dev":  # which dev examples the fit read (absent by default)
+            trace["dev_split"] = {"split": a.split, "examples": len(self.ctx.target_dev("fit"))}
         return {t: fitted.get(t) for t in deltas}, trace
 
     def _fit(self, epoch: EpochSpec, theta: Weights, deltas: list[Weights], init: float,
              scale: float, where: str, guard: bool, *stream: str, steps: int) -> tuple[list, dict]:
         a = self.ctx.params.for_epoch(epoch.id).alpha
         return estimate_alpha(
-            self.ctx.model, theta, deltas, self.ctx.split("dev", self.ctx.target),
+            self.ctx.model, theta, deltas, self.ctx.target_dev("fit"),
             self.ctx.target, init=init, steps=steps, lr=a.lr, optimizer=a.optimizer,
             batch_size=a.batch_size, g=generator(self.ctx.seed, epoch.id, "alpha", *stream),
             where=where, guard=guard, scale=scale, fit=a.fit, tol=a.tol,
@@ -110,7 +112,7 @@ class AlphaVIL(Method):
         if a.guard:
             trace["guard"] = guard_record(
                 self.ctx.model, theta, [deltas[t] for t in tasks], torch.tensor(alphas, device=theta_device(theta)),
-                self.ctx.split("dev", target), target, a.batch_size, scale, where)
+                self.ctx.target_dev("fit"), target, a.batch_size, scale, where)
         return alphas, trace
 
     def merge(self, theta: Weights, alphas: dict[str, float | None],

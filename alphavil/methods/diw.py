@@ -127,7 +127,7 @@ class DIW(JointTraining):
         # kernel over all of them: 4,000 take 128 MB in float64); beyond, parts this large
         cfg = self.ctx.params.for_epoch(epoch.id).diw
         model, target = self.ctx.model, self.ctx.target
-        dev = self.ctx.split("dev", target)
+        dev = self.ctx.target_dev("fit")  # a training-time use (alpha.split)
         dev_feats = features(model, dev, torch.arange(len(dev)))
         self._weights: dict[str, torch.Tensor] = {}
         stats = {}

@@ -64,7 +64,7 @@ class ForkMerge(JointTraining):
             return published.run_epoch(self, epoch, theta, state, self.pruning)
         interval, lambdas = cfg.interval, [float(v) for v in cfg.lambdas]
         model, target = self.ctx.model, self.ctx.target
-        dev = self.ctx.split("dev", target)
+        dev = self.ctx.target_dev("select")  # λ is a choice among models (alpha.split)
         metric = self.ctx.meta["tasks"][target].get("metric") or "acc"
         load_trainable(model, theta)
         streams, state = self.streams(epoch, state)

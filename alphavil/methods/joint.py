@@ -143,7 +143,7 @@ class JointTraining(Method):
                               f"alpha.batch_size, which a converged fit does not follow), "
                               f"got {p.alpha.fit!r}")
         planned = budget.alphavil_passes(
-            sizes, ratio, len(self.ctx.split("dev", self.ctx.target)),
+            sizes, ratio, len(self.ctx.target_dev("fit")),
             p.alpha.steps, p.alpha.batch_size)
         factor = budget.fit_factor(planned, {t: len(i) for t, i in indices.items()},
                                    lambda n: self.epoch_passes(n, p.train.batch_size))

@@ -73,22 +73,30 @@ def summarise(params: Params, records: list[dict], metric: str | None = None) ->
     summary: dict = {"target": params.target, "metric": metric, "epochs": len(params.epochs),
                      "seeds": len(params.seeds), "methods": {}}
     finals: dict[str, list[float]] = {}
+    # alpha.split dev_half: epochs are chosen on the dev part α was not fitted on
+    select = "dev_select" if "dev_select" in records[0] else "dev"
     for method in params.methods:
         final_test, final_dev, best_test, best_dev = [], [], [], []
+        final_sel, best_sel = [], []
         for seed in params.seeds:
             run = [r for r in by_run[(method, seed)] if r["epoch"] != "base"]
             final = next(r for r in run if r["epoch"] == last)
             # best on dev; ties go to the earliest epoch
-            best = max(run, key=lambda r: (r["dev"][metric], -r["n"]))
+            best = max(run, key=lambda r: (r[select][metric], -r["n"]))
             final_test.append(final["test"][metric])
             final_dev.append(final["dev"][metric])
             best_test.append(best["test"][metric])
             best_dev.append(best["dev"][metric])
+            final_sel.append(final[select][metric])
+            best_sel.append(best[select][metric])
         m, s = mean_std(final_test)
         bm, bs = mean_std(best_test)
         entry = {"test": m, "test_std": s, "dev": mean_std(final_dev)[0],
                  "best_dev": {"test": bm, "test_std": bs, "dev": mean_std(best_dev)[0]},
                  "per_seed_test": dict(zip(map(str, params.seeds), final_test))}
+        if select != "dev":  # only under dev_half: the default summary keeps its keys
+            entry["dev_select"] = mean_std(final_sel)[0]
+            entry["best_dev"]["dev_select"] = mean_std(best_sel)[0]
         # train.on_divergence: mark. Only present when a seed diverged, so a run without
         # divergence writes the same summary as before the option existed.
         diverged = {str(seed): r["diverged"] for seed in params.seeds

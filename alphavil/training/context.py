@@ -9,8 +9,9 @@ from alphavil.runtime import device
 from alphavil.store import layout
 from alphavil.runtime import stagetime
 from alphavil.store.artifacts import ArtifactError
-from alphavil.config import Params
-from alphavil.data.prepared import TaskSplit, load_meta, load_task_split, num_classes
+from alphavil.config import Params, ParamsError
+from alphavil.data.prepared import (DEV_PARTS, TaskSplit, dev_parts, load_meta, load_task_split,
+                                     num_classes)
 from alphavil.models.multitask import MultiTaskModel, build_model
 
 
@@ -53,6 +54,23 @@ class RunContext:
         if key not in self._cache:
             self._cache[key] = load_task_split(self.data_dir, split, task).to(
                 self.compute.device)
+        return self._cache[key]
+
+    def target_dev(self, use: str) -> TaskSplit:
+        """The target's dev examples for `use`: `fit` (α, and every other use of dev while
+        training) or `select` (choosing among trained models). The whole dev split under
+        alpha.split dev; its part under dev_half (alphavil/data/prepared.py dev_parts)."""
+        if use not in DEV_PARTS:
+            raise ValueError(f"use must be one of {DEV_PARTS}, got {use!r}")
+        dev = self.split("dev", self.target)
+        if self.params.alpha.split == "dev":
+            return dev
+        key = ("dev", self.target, use)
+        if key not in self._cache:
+            if len(dev) < 2:
+                raise ParamsError(f"alpha.split: expected 'dev' with a target dev split of "
+                                  f"{len(dev)} example(s); dev_half needs at least 2")
+            self._cache[key] = dev.subset(dev_parts(len(dev))[use])
         return self._cache[key]
 
     @property

@@ -181,3 +181,18 @@ def evaluate(model: nn.Module, split: TaskSplit, task: str, batch_size: int = 51
     logits = predict(model, split, task, batch_size, params)
     loss = float(task_loss(logits, split.labels).mean())
     return {"loss": loss, **score(logits, split.labels, split.metrics)}
+
+
+def evaluate_parts(model: nn.Module, split: TaskSplit, task: str, parts: dict[str, torch.Tensor],
+                   batch_size: int = 512) -> dict[str, dict[str, float]]:
+    """evaluate() of the whole split (key "") and of each part (index tensors), from one
+    prediction pass: a part's metrics are the whole split's predictions restricted to it."""
+    from alphavil.training.metrics import score
+
+    logits = predict(model, split, task, batch_size)
+    out = {}
+    for name, idx in {"": None, **parts}.items():
+        lg, y = (logits, split.labels) if idx is None else (logits[idx.to(logits.device)],
+                                                            split.labels[idx.to(logits.device)])
+        out[name] = {"loss": float(task_loss(lg, y).mean()), **score(lg, y, split.metrics)}
+    return out

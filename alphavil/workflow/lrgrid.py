@@ -199,7 +199,8 @@ def select(records: list[dict], grid: list[float], seeds: list[int],
     chosen = {}
     for method in first["metrics"]["methods"]:
         entries = {lr: r["metrics"]["methods"][method] for lr, r in sorted(by_lr.items())}
-        dev = {lr: e["dev"] for lr, e in entries.items()}
+        # alpha.split dev_half: the dev part α was not fitted on (data/prepared.py dev_parts)
+        dev = {lr: e.get("dev_select", e["dev"]) for lr, e in entries.items()}
         # an lr at which the method diverged on any seed (train.on_divergence: mark) is not
         # a candidate for it; the other methods keep that lr
         diverged = sorted(lr for lr, e in entries.items() if e.get("diverged"))
