@@ -77,9 +77,11 @@ def _check_summary(summary: dict, params) -> None:
     assert summary["target"] == params.target
     assert set(alphavil["final_weight"]) == set(params.tasks)
     # the ranking score exists only when the roles reached the report
+    assert 0.0 <= alphavil["ranking_weights"] <= 1.0
     for by in ("weights", "alpha"):
-        assert 0.0 <= alphavil[f"ranking_{by}"] <= 1.0
         assert set(alphavil[f"ranking_{by}_per_seed"]) == {str(s) for s in params.seeds}
+    # by α: None where every (helpful, harmful) pair lost its α (a task at weight 0 has none)
+    assert alphavil["ranking_alpha"] is None or 0.0 <= alphavil["ranking_alpha"] <= 1.0
     assert set(summary["methods"]) == {"alphavil", *params.baselines}
 
 

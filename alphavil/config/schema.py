@@ -131,7 +131,7 @@ class Alpha(Section):  # α estimation on the target's dev loss
     combine: Literal[registry.COMBINES] = "sum"
     # budget: `steps` steps of `optimizer` (the paper's cost); converge: L-BFGS on the whole
     # dev split until the gradient norm <= tol or max_iter iterations
-    fit: Literal[registry.ALPHA_FITS] = "budget"
+    fit: Literal[registry.ALPHA_FITS] = "converge"
     tol: Positive = 1e-5
     max_iter: Int(1) = 100
     # joint: every α at once (paper); target_first: the target's α, then the others from 0
