@@ -252,7 +252,7 @@ def test_a_study_through_the_queue_pools_what_one_run_of_all_seeds_gives(tmp_pat
             (s, m) for s in (0, 1) for m in ("alphavil", "single_task")]
         run = json.loads((out / "run.json").read_text())
         head = repo.run("git", "rev-parse", "HEAD").stdout.strip()
-        assert run["code"] == {"commit": head, "dirty": False} and run["machine"]["cores"]
+        assert run["code"] == {"commit": head, "dirty": False, "dirty_paths": []} and run["machine"]["cores"]
         assert sorted(run["experiments"]) == ["0", "1"]
         # run again: both experiments are reused, nothing is queued
         again = repo.run(*study_cmd(repo))
