@@ -317,7 +317,7 @@ def test_test_seeds_used_in_the_selection_are_refused_before_dvc_runs(tmp_path, 
     assert not (tmp_path / "metrics/lr_tested.json").exists()
     # other overlays than the selection's: refused before DVC too
     git_repo(tmp_path, {"over.yaml": "alpha: {init: 1.0, steps: 7, lr: 0.05, "
-                        "optimizer: adam, batch_size: 32, guard: false, combine: sum}\n"})
+                        "optimizer: adam, batch_size: 32, guard: false, combine: sum, fit: budget}\n"})
     assert lrgrid.main(["test", "--seeds", "5,6", "over.yaml"]) == 2
     assert "params key alpha.steps differs" in capsys.readouterr().err
 

@@ -100,6 +100,13 @@ def test_bad_study_files_are_one_line_errors(repo_dir, spec, message, capsys):
     assert err.startswith("error: ") and "Traceback" not in err
 
 
+def test_an_uncommitted_or_edited_study_file_is_refused_before_anything_runs(repo_dir, capsys):
+    write_study(repo_dir, "fresh", seeds=[1], data_seed=0, baselines=["uniform"])
+    assert studyrun.main(["studies/fresh.yaml"]) == 2
+    assert "studies/fresh.yaml: not committed at git HEAD" in capsys.readouterr().err
+    assert not Path(".dvc/tmp/alphavil-study.lock").exists() and not Path("results").exists()
+
+
 # --- the lock and the results folder --------------------------------------------------------
 
 def test_a_live_lock_refuses_and_a_dead_holders_lock_is_taken_over(tmp_path):

@@ -42,7 +42,7 @@ from alphavil.config import Params, ParamsError, check_data_source
 from alphavil.store.artifacts import ArtifactError, write_json, write_text
 from alphavil.workflow import safety, warm
 from alphavil.workflow.lrgrid import _dvc, busy_names, dvc_records, finished
-from alphavil.workflow.studyfile import study_params
+from alphavil.workflow.studyfile import require_committed, study_params
 
 RESULTS = Path("results")
 LOCK = Path(".dvc/tmp/alphavil-study.lock")
@@ -252,6 +252,7 @@ def recover(out: Path) -> None:
 
 def run(path: Path, jobs: int) -> Path:
     study, params = study_params(path)
+    require_committed(path)  # what results/ says it ran can be read back from git
     check_data_source(params)
     out = RESULTS / study
     start = time.perf_counter()
