@@ -219,6 +219,8 @@ def _io_time(fn) -> tuple[float, float]:
     targets = [(artifacts, "load_tensors"), (artifacts, "save_tensors"),
                (artifacts, "file_digest"), (artifacts, "read_json"), (artifacts, "write_json"),
                (data, "load_tensors"), (pipeline, "read_json"), (pipeline, "write_json")]
+    # each module's own reference to a reader or writer (from-imports), where it has one
+    targets = [(mod, name) for mod, name in targets if hasattr(mod, name)]
     for mod, name in targets:
         originals[(mod, name)] = getattr(mod, name)
         setattr(mod, name, timed(getattr(mod, name)))
