@@ -271,9 +271,12 @@ def test_a_study_through_the_queue_pools_what_one_run_of_all_seeds_gives(tmp_pat
 
 def _stage_process(repo: DvcRepo, name: str, timeout: float = 90):
     """The process of a `name` stage running inside `repo` (its queue runs experiments in
-    repo/.dvc/tmp/exps/): never another repository's."""
+    repo/.dvc/tmp/exps/): never another repository's. The repo's stages must run cold
+    (ALPHAVIL_NO_WARM=1): in the warm worker a tiny stage lives for a fraction of a second,
+    too short to catch from outside (tests/test_warm.py kills delegated stages)."""
     import psutil
 
+    assert repo.env.get("ALPHAVIL_NO_WARM") == "1"
     end = time.time() + timeout
     while time.time() < end:
         for p in psutil.process_iter(["cmdline", "cwd"]):
@@ -287,6 +290,7 @@ def _stage_process(repo: DvcRepo, name: str, timeout: float = 90):
 @pytest.mark.integration
 def test_a_killed_worker_fails_the_study_without_results_and_a_rerun_resumes(tmp_path):
     repo = tiny_study_repo(tmp_path, seeds=(0,))
+    repo.env["ALPHAVIL_NO_WARM"] = "1"
     try:
         proc = start(repo, "-j", "1")
         victim, cmd = _stage_process(repo, "estimate_alpha")  # prepare, train_base, finetunes done
@@ -307,6 +311,7 @@ def test_a_killed_worker_fails_the_study_without_results_and_a_rerun_resumes(tmp
 @pytest.mark.integration
 def test_a_second_study_is_refused_and_a_killed_command_is_resumed(tmp_path):
     repo = tiny_study_repo(tmp_path, seeds=(0,))
+    repo.env["ALPHAVIL_NO_WARM"] = "1"
     lock = repo.path / studyrun.LOCK
     try:
         first = start(repo)

@@ -139,3 +139,14 @@ def test_dvc_repro_through_worker_writes_the_cold_runs_bytes(tmp_path):
         assert _tree(tmp_path / "cold" / folder, tmp_path / "warm" / folder) == []
     assert (tmp_path / "cold" / "dvc.lock").read_text() == (
         tmp_path / "warm" / "dvc.lock").read_text()
+
+
+def test_no_warm_starts_no_worker_and_the_stage_runs_cold(stage, monkeypatch):
+    monkeypatch.setenv("ALPHAVIL_NO_WARM", "1")
+    with warm.worker_env() as worker:
+        proc = _run(stage, worker.env, "run", "0")
+    assert worker.env == {} and worker.served == 0
+    assert proc.returncode == 0 and "warm None" in proc.stdout
+    # the script's own process ran it (no fork of a worker)
+    out = proc.stdout.split()
+    assert int(out[out.index("pid") + 1]) > 0 and "env seen" in proc.stdout

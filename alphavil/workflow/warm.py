@@ -273,7 +273,12 @@ class Handle:
 @contextmanager
 def worker_env():
     """A warm worker for the block, as a subprocess that lives until the block ends (or this
-    process dies: it watches a pipe from us)."""
+    process dies: it watches a pipe from us). ALPHAVIL_NO_WARM=1 starts none: every stage
+    then runs cold, as its own process from start to end (to debug or time a stage, or to
+    catch a stage's process from outside)."""
+    if os.environ.get("ALPHAVIL_NO_WARM") == "1":
+        yield Handle({})
+        return
     folder = tempfile.mkdtemp(prefix="alphavil-warm-")
     path = os.path.join(folder, "socket")
     # `-c` with the working directory dropped from sys.path: the worker imports alphavil
