@@ -30,7 +30,7 @@ from pathlib import Path
 
 import yaml
 
-from alphavil.workflow import safety
+from alphavil.workflow import safety, warm
 from alphavil.store.artifacts import ArtifactError, read_json, write_json, write_text
 from alphavil.config import ParamsError, check_data_source, validate
 # SAME: dev metrics closer than this are a tie (means of multiples of 1/N)
@@ -272,6 +272,27 @@ def base_params(configs: list[Path], root: Path = Path(".")) -> dict:
     return params.dump()
 
 
+def queue_all(params: dict, runs: dict[str, list[str]],
+              params_path: Path = Path("params.yaml")) -> None:
+    """Queue one DVC experiment per name with its `-S` overrides, all or none. The queue
+    snapshots the workspace: params.yaml holds `params` while queueing (so the safety check
+    renders the stages the queue will run) and is then put back."""
+    before = params_path.read_text()
+    write_text(params_path, yaml.safe_dump(params, sort_keys=False))
+    queued: list[str] = []
+    try:
+        safety.check()
+        for name, sets in runs.items():
+            _dvc("exp", "run", "--queue", *[a for s in sets for a in ("-S", s)], "-n", name)
+            queued.append(name)
+    except ParamsError:
+        if queued:
+            subprocess.run([sys.executable, "-m", "dvc", "queue", "remove", *queued])
+        raise
+    finally:
+        write_text(params_path, before)
+
+
 def queue_grid(base: dict, lrs: list[float], seeds: list[int], prefix: str, jobs: int,
                params_path: Path = Path("params.yaml")) -> list[dict]:
     """Run one experiment per lr over `base` with `seeds`; its successful records."""
@@ -284,25 +305,11 @@ def queue_grid(base: dict, lrs: list[float], seeds: list[int], prefix: str, jobs
     if taken:
         raise ParamsError(f"experiments {taken} exist already; `dvc exp remove "
                           f"{' '.join(taken)}` first")
-    before = params_path.read_text()
-    # the queue snapshots the workspace: params.yaml holds the overlays (seeds set, so the
-    # safety check renders the stages the queue will run) while queueing, and is put back
-    write_text(params_path, yaml.safe_dump({**base, "seeds": seeds}, sort_keys=False))
-    queued: list[str] = []
-    try:
-        safety.check()
-        for name, sets in names.items():
-            _dvc("exp", "run", "--queue", *[a for s in sets for a in ("-S", s)], "-n", name)
-            queued.append(name)
-    except ParamsError:
-        if queued:  # all of the grid or none of it
-            subprocess.run([sys.executable, "-m", "dvc", "queue", "remove", *queued])
-        raise
-    finally:
-        write_text(params_path, before)
-    _dvc("queue", "start", "-j", str(jobs))
-    while busy_names(_dvc("queue", "status", capture=True).stdout) & set(names):
-        time.sleep(5)
+    queue_all({**base, "seeds": seeds}, names, params_path)
+    with warm.worker_env() as worker, warm.environ(worker.env):  # no per-stage start-up
+        _dvc("queue", "start", "-j", str(jobs))
+        while busy_names(_dvc("queue", "status", capture=True).stdout) & set(names):
+            time.sleep(5)
     return finished(dvc_records(), list(names))
 
 

@@ -40,27 +40,13 @@ import yaml
 
 from alphavil.config import Params, ParamsError, check_data_source
 from alphavil.store.artifacts import ArtifactError, write_json, write_text
-from alphavil.workflow import safety, warm
-from alphavil.workflow.lrgrid import _dvc, busy_names, dvc_records, finished
+from alphavil.workflow import warm
+from alphavil.workflow.lrgrid import _dvc, busy_names, dvc_records, finished, queue_all
 from alphavil.workflow.studyfile import require_committed, study_params
 
 RESULTS = Path("results")
 LOCK = Path(".dvc/tmp/alphavil-study.lock")
 FILES = ("params.yaml", "summary.json", "summary.md", "per_epoch.json", "run.json")
-
-
-@contextmanager
-def _environ(entries: dict[str, str]):
-    saved = {k: os.environ.get(k) for k in entries}
-    os.environ.update(entries)
-    try:
-        yield
-    finally:
-        for k, v in saved.items():
-            if v is None:
-                os.environ.pop(k, None)
-            else:
-                os.environ[k] = v
 
 
 # --- one study at a time -------------------------------------------------------------------
@@ -177,23 +163,8 @@ def queue(study: str, params: Params, seeds: list[int], stale: list[str], jobs: 
         subprocess.run([sys.executable, "-m", "dvc", "exp", "remove", name],
                        capture_output=True)
     if seeds:
-        before = params_path.read_text()
-        # the queue snapshots the workspace: params.yaml holds the study's params while
-        # queueing (the safety check renders what DVC will run) and is then put back
-        write_text(params_path, yaml.safe_dump(seed_params(params, seeds[0]), sort_keys=False))
-        queued: list[str] = []
-        try:
-            safety.check()
-            for seed in seeds:
-                _dvc("exp", "run", "--queue", "-S", f"seeds=[{seed}]", "-n",
-                     exp_name(study, seed))
-                queued.append(exp_name(study, seed))
-        except ParamsError:
-            if queued:  # all of the study or none of it
-                subprocess.run([sys.executable, "-m", "dvc", "queue", "remove", *queued])
-            raise
-        finally:
-            write_text(params_path, before)
+        queue_all(seed_params(params, seeds[0]),
+                  {exp_name(study, s): [f"seeds=[{s}]"] for s in seeds}, params_path)
     # also when nothing was queued now: experiments queued by a killed run need workers
     _dvc("queue", "start", "-j", str(jobs), capture=True)
 
@@ -263,7 +234,7 @@ def run(path: Path, jobs: int) -> Path:
         # the queue's workers inherit ALPHAVIL_WARM from `dvc queue start` (alphavil/
         # workflow/warm.py: stages skip their start-up); workers an earlier run left
         # running lack it and run their stages cold
-        with warm.worker_env() as worker, _environ(worker.env):
+        with warm.worker_env() as worker, warm.environ(worker.env):
             queue(study, params, todo, stale, jobs)
             done = dict(zip(params.seeds, wait(names)))
         for seed, record in done.items():

@@ -262,6 +262,21 @@ def preload() -> None:
         importlib.import_module(name)
 
 
+@contextmanager
+def environ(entries: dict[str, str]):
+    """os.environ with `entries` for the block (what `dvc queue start` hands its workers)."""
+    saved = {k: os.environ.get(k) for k in entries}
+    os.environ.update(entries)
+    try:
+        yield
+    finally:
+        for k, v in saved.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
+
+
 class Handle:
     """What worker_env yields: the environment entry to export, and after the block how
     many stages the worker ran and declined (run cold instead)."""
