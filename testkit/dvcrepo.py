@@ -47,9 +47,11 @@ class DvcRepo:
     def params(self) -> dict:
         return yaml.safe_load((self.path / "params.yaml").read_text())
 
-    def run(self, *cmd: str, check: bool = True) -> subprocess.CompletedProcess:
+    def run(self, *cmd: str, check: bool = True,
+            timeout: float = 600) -> subprocess.CompletedProcess:
+        # a bound on every command: a hang fails its test (TimeoutExpired) instead of CI
         proc = subprocess.run(cmd, cwd=self.path, env=self.env, text=True,
-                              capture_output=True)
+                              capture_output=True, timeout=timeout)
         if check and proc.returncode != 0:
             raise AssertionError(f"{' '.join(cmd)} failed ({proc.returncode}):\n"
                                  f"{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}")

@@ -14,7 +14,8 @@ import yaml
 from scipy import stats
 
 from alphavil.config import ParamsError
-from alphavil.workflow import compare, studyfile, studyrun
+from alphavil.store.artifacts import ArtifactError
+from alphavil.workflow import compare, lrgrid, studyfile, studyrun
 from testkit.dvcrepo import DvcRepo
 from testkit.inprocess import run_stages
 from testkit.params import ROOT, committed_params_text, tiny_raw
@@ -122,6 +123,62 @@ def test_a_live_lock_refuses_and_a_dead_holders_lock_is_taken_over(tmp_path):
     lock.write_text(f"{dead.pid} killed study\n")
     with studyrun.study_lock(lock, "third"):
         assert lock.read_text() == f"{os.getpid()} third\n"
+    assert list(tmp_path.iterdir()) == []  # nothing left beside it
+
+
+def test_the_lock_names_its_holder_from_the_moment_it_exists(tmp_path, monkeypatch):
+    # an empty lock read by a second study would pass for a dead holder's and be taken over
+    lock, seen, link = tmp_path / "study.lock", [], os.link
+
+    def watched(src, dst):
+        link(src, dst)
+        seen.append(Path(dst).read_text())
+    monkeypatch.setattr(os, "link", watched)
+    with studyrun.study_lock(lock, "first"):
+        pass
+    assert seen == [f"{os.getpid()} first\n"]
+
+
+def queue_status(rows: list[tuple[str, str]], active: int, idle: int) -> str:
+    table = "".join(f"abc1234  {name}  Dec 05, 2026  {state}\n" for name, state in rows)
+    return f"Task     Name  Created  Status\n{table}\nWorker status: {active} active, {idle} idle\n"
+
+
+def fake_queue(monkeypatch, statuses: list[str]) -> list[tuple]:
+    calls = []
+
+    def dvc(*args, capture=False):
+        calls.append(args)
+        out = statuses.pop(0) if args[:2] == ("queue", "status") and len(statuses) > 1 \
+            else statuses[0] if args[:2] == ("queue", "status") else ""
+        return subprocess.CompletedProcess(args, 0, out, "")
+    monkeypatch.setattr(lrgrid, "_dvc", dvc)
+    monkeypatch.setattr(lrgrid, "dvc_records", lambda: [
+        {"name": "a", "failed": False, "params": {}, "metrics": {}, "rev": "r"}])
+    return calls
+
+
+def test_workers_that_exit_with_experiments_queued_are_started_again(monkeypatch):
+    # treeverse/dvc#10562: the queue's workers can exit while tasks are still queued
+    stuck = queue_status([("a", "Queued")], 0, 0)
+    calls = fake_queue(monkeypatch, [stuck] * 3 + [queue_status([("a", "Success")], 0, 0)])
+    records = lrgrid.run_queue(["a"], 2, poll_s=0, patience=3)
+    assert [r["name"] for r in records] == ["a"]
+    assert calls.count(("queue", "start", "-j", "2")) == 2  # the first start and one restart
+
+
+def test_a_queue_that_never_moves_is_an_error_naming_the_experiments(monkeypatch):
+    fake_queue(monkeypatch, [queue_status([("a", "Running"), ("b", "Success")], 0, 0)])
+    with pytest.raises(ArtifactError, match=r"\['a'\] stay queued or running with no queue "
+                       r"worker alive.*dvc queue remove a"):
+        lrgrid.run_queue(["a", "b"], 1, poll_s=0, patience=2, restarts=2)
+
+
+def test_a_busy_worker_is_waited_for_however_long_it_runs(monkeypatch):
+    running = queue_status([("a", "Running")], 1, 0)
+    calls = fake_queue(monkeypatch, [running] * 20 + [queue_status([("a", "Success")], 0, 0)])
+    lrgrid.run_queue(["a"], 1, poll_s=0, patience=1, restarts=1)
+    assert calls.count(("queue", "start", "-j", "1")) == 1
 
 
 def test_results_are_replaced_whole_and_a_kill_between_renames_is_recovered(tmp_path):
@@ -315,7 +372,10 @@ def test_a_second_study_is_refused_and_a_killed_command_is_resumed(tmp_path):
     lock = repo.path / studyrun.LOCK
     try:
         first = start(repo)
+        deadline = time.time() + 120
         while not lock.exists():
+            assert first.poll() is None, first.communicate()
+            assert time.time() < deadline, "the study took no lock within 120 s"
             time.sleep(0.1)
         second = repo.run(*study_cmd(repo), check=False)
         assert second.returncode == 2
@@ -324,7 +384,7 @@ def test_a_second_study_is_refused_and_a_killed_command_is_resumed(tmp_path):
             "study run studies/tiny.yaml); wait for it to finish"]
         _stage_process(repo, "train_base")
         first.kill()  # the whole command; its queue workers run on
-        first.communicate()
+        first.communicate(timeout=60)
         assert not (repo.path / "results" / "tiny").exists()
         repo.run(*study_cmd(repo))  # the dead holder's lock is taken over
         summary = json.loads(repo.read("results/tiny/summary.json"))

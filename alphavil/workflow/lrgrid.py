@@ -23,6 +23,7 @@ import argparse
 import copy
 import json
 import math
+import re
 import subprocess
 import sys
 import time
@@ -307,10 +308,40 @@ def queue_grid(base: dict, lrs: list[float], seeds: list[int], prefix: str, jobs
                           f"{' '.join(taken)}` first")
     queue_all({**base, "seeds": seeds}, names, params_path)
     with warm.worker_env() as worker, warm.environ(worker.env):  # no per-stage start-up
-        _dvc("queue", "start", "-j", str(jobs))
-        while busy_names(_dvc("queue", "status", capture=True).stdout) & set(names):
-            time.sleep(5)
-    return finished(dvc_records(), list(names))
+        return run_queue(list(names), jobs)
+
+
+WORKERS = re.compile(r"Worker status: (\d+) active, (\d+) idle")
+
+
+def run_queue(names: list[str], jobs: int, poll_s: float = 5.0, patience: int = 3,
+              restarts: int = 5) -> list[dict]:
+    """Start `jobs` queue workers, wait until none of `names` is queued or running, and
+    return their successful records. DVC's workers can exit while experiments are still
+    queued (treeverse/dvc#10562), which would leave this waiting for ever: when `patience`
+    polls in a row find some of `names` busy and no worker alive, workers are started again;
+    after `restarts` such restarts with no change in the queue it is an error naming them."""
+    _dvc("queue", "start", "-j", str(jobs), capture=True)
+    idle, restarted, last = 0, 0, None
+    while True:
+        text = _dvc("queue", "status", capture=True).stdout
+        busy = busy_names(text) & set(names)
+        if not busy:
+            return finished(dvc_records(), names)
+        workers = WORKERS.search(text)
+        idle = idle + 1 if workers and workers.groups() == ("0", "0") else 0
+        table = [line for line in text.splitlines() if not WORKERS.search(line)]
+        restarted = 0 if table != last else restarted
+        last = table
+        if idle >= patience:
+            if restarted >= restarts:
+                raise ArtifactError(
+                    f"experiments {sorted(busy)} stay queued or running with no queue worker "
+                    f"alive; see `dvc queue status` and `dvc queue logs NAME`, then "
+                    f"`dvc queue remove {' '.join(sorted(busy))}` and run again")
+            _dvc("queue", "start", "-j", str(jobs), capture=True)
+            idle, restarted = 0, restarted + 1
+        time.sleep(poll_s)
 
 
 def cmd_select(args) -> None:

@@ -41,7 +41,7 @@ import yaml
 from alphavil.config import Params, ParamsError, check_data_source
 from alphavil.store.artifacts import ArtifactError, write_json, write_text
 from alphavil.workflow import warm
-from alphavil.workflow.lrgrid import _dvc, busy_names, dvc_records, finished, queue_all
+from alphavil.workflow.lrgrid import _dvc, busy_names, dvc_records, queue_all, run_queue
 from alphavil.workflow.studyfile import require_committed, study_params
 
 RESULTS = Path("results")
@@ -63,24 +63,32 @@ def _alive(pid: int) -> bool:
 
 @contextmanager
 def study_lock(path: Path, what: str):
-    """Hold `path` (O_EXCL, holding "<pid> <what>") for the block; a lock whose pid is dead
-    is stale and taken over; a live one is a ParamsError naming its holder."""
+    """Hold `path` (holding "<pid> <what>") for the block; a lock whose pid is dead is
+    stale and taken over; a live one is a ParamsError naming its holder."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    for _ in range(2):
-        try:
-            fd = os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
-            break
-        except FileExistsError:
-            text = path.read_text() if path.exists() else ""
-            pid = int(text.split()[0]) if text.split() and text.split()[0].isdigit() else 0
-            if pid and _alive(pid):
-                raise ParamsError(f"another study is running in this repository (pid {pid}: "
-                                  f"{' '.join(text.split()[1:])}); wait for it to finish")
-            path.unlink(missing_ok=True)  # stale: its holder died without releasing it
-    else:
-        raise ParamsError(f"{path}: could not take the study lock")
-    with os.fdopen(fd, "w") as fh:
-        fh.write(f"{os.getpid()} {what}\n")
+    # the holder's line is in the lock from the moment it exists (written to a private file,
+    # then hard-linked into place, which fails if the lock exists): a second study never
+    # reads an empty lock and takes it for a dead holder's
+    mine = path.with_name(f"{path.name}.{os.getpid()}")
+    write_text(mine, f"{os.getpid()} {what}\n")
+    try:
+        for _ in range(2):
+            try:
+                os.link(mine, path)
+                break
+            except FileExistsError:
+                text = path.read_text() if path.exists() else ""
+                head = text.split()[:1]
+                pid = int(head[0]) if head and head[0].isdigit() else 0
+                if pid and _alive(pid):
+                    raise ParamsError(
+                        f"another study is running in this repository (pid {pid}: "
+                        f"{' '.join(text.split()[1:])}); wait for it to finish")
+                path.unlink(missing_ok=True)  # stale: its holder died without releasing it
+        else:
+            raise ParamsError(f"{path}: could not take the study lock")
+    finally:
+        mine.unlink(missing_ok=True)
     try:
         yield
     finally:
@@ -155,7 +163,7 @@ def plan(study: str, params: Params) -> tuple[list[int], list[str]]:
     return todo, stale
 
 
-def queue(study: str, params: Params, seeds: list[int], stale: list[str], jobs: int,
+def queue(study: str, params: Params, seeds: list[int], stale: list[str],
           params_path: Path = Path("params.yaml")) -> None:
     for name in stale:  # a failed run lives in the queue, a finished one in exp refs
         subprocess.run([sys.executable, "-m", "dvc", "queue", "remove", name],
@@ -165,14 +173,6 @@ def queue(study: str, params: Params, seeds: list[int], stale: list[str], jobs: 
     if seeds:
         queue_all(seed_params(params, seeds[0]),
                   {exp_name(study, s): [f"seeds=[{s}]"] for s in seeds}, params_path)
-    # also when nothing was queued now: experiments queued by a killed run need workers
-    _dvc("queue", "start", "-j", str(jobs), capture=True)
-
-
-def wait(names: list[str], poll_s: float = 2.0) -> list[dict]:
-    while busy_names(_dvc("queue", "status", capture=True).stdout) & set(names):
-        time.sleep(poll_s)
-    return finished(dvc_records(), names)
 
 
 def pooled(params: Params, per_seed: dict[int, dict], metric: str | None) -> dict:
@@ -235,8 +235,9 @@ def run(path: Path, jobs: int) -> Path:
         # workflow/warm.py: stages skip their start-up); workers an earlier run left
         # running lack it and run their stages cold
         with warm.worker_env() as worker, warm.environ(worker.env):
-            queue(study, params, todo, stale, jobs)
-            done = dict(zip(params.seeds, wait(names)))
+            queue(study, params, todo, stale)
+            # workers start also when nothing was queued now: a killed run's queue needs them
+            done = dict(zip(params.seeds, run_queue(names, jobs, poll_s=2.0)))
         for seed, record in done.items():
             if record["params"] != seed_params(params, seed):
                 raise ParamsError(f"experiment {record['name']!r} ran other params than "
