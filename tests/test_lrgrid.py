@@ -13,7 +13,7 @@ import pytest
 import yaml
 from scipy import stats
 
-from alphavil.workflow import lrgrid
+from alphavil.workflow import expqueue, lrgrid
 from alphavil.config import ParamsError
 from testkit.params import tiny_raw
 from testkit.dvcrepo import DvcRepo
@@ -93,20 +93,20 @@ def test_exp_records_reads_dvc_structure():
     show = exp_show(experiment("lrsel-0.001", 0.001, SEEDS,
                                summary(DEV[0.001], per_seed(TEST[0.001], SEEDS))),
                     experiment("bad", 0.002, SEEDS, None, state="failed"))
-    records = lrgrid.exp_records(show)
+    records = expqueue.exp_records(show)
     assert [r["name"] for r in records] == ["lrsel-0.001", "bad"]  # not the workspace
     assert records[0]["params"]["train"]["lr"] == 0.001 and not records[0]["failed"]
     assert records[0]["metrics"]["methods"]["uniform"]["dev"] == 0.79
     assert records[1]["failed"] and records[1]["metrics"] is None
-    assert lrgrid.finished(records, ["lrsel-0.001"]) == [records[0]]
+    assert expqueue.finished(records, ["lrsel-0.001"]) == [records[0]]
     with pytest.raises(ParamsError, match="'bad' failed"):
-        lrgrid.finished(records, ["lrsel-0.001", "bad"])
+        expqueue.finished(records, ["lrsel-0.001", "bad"])
     with pytest.raises(ParamsError, match="'other' is missing"):
-        lrgrid.finished(records, ["other"])
+        expqueue.finished(records, ["other"])
 
 
 def test_select_picks_each_methods_best_mean_dev():
-    sel = lrgrid.select(lrgrid.exp_records(grid_show()), GRID, SEEDS, default_lr=0.001)
+    sel = lrgrid.select(expqueue.exp_records(grid_show()), GRID, SEEDS, default_lr=0.001)
     chosen = {m: e["lr"] for m, e in sel["methods"].items()}
     # by test: alphavil 0.001; by seed 0's test: single_task 0.003; by best-epoch dev:
     # uniform 0.0003; one lr for all methods: not three different ones
@@ -132,12 +132,12 @@ def test_an_lr_where_a_method_diverged_is_not_a_candidate_for_it_but_stays_for_o
     show = grid_show()
     at_003 = show[1]["experiments"][2]["revs"][0]["data"]["metrics"]["metrics/summary.json"]
     at_003["data"]["methods"]["single_task"]["diverged"] = {"1": "ep1"}
-    sel = lrgrid.select(lrgrid.exp_records(show), GRID, SEEDS, default_lr=0.001)
+    sel = lrgrid.select(expqueue.exp_records(show), GRID, SEEDS, default_lr=0.001)
     assert {m: e["lr"] for m, e in sel["methods"].items()} == {
         "alphavil": 0.003, "single_task": 0.0003, "uniform": 0.001}
     assert sel["methods"]["single_task"]["diverged_at"] == ["0.003"]
     at_003["data"]["methods"]["alphavil"]["diverged"] = {"0": "ep0"}
-    sel = lrgrid.select(lrgrid.exp_records(show), GRID, SEEDS, default_lr=0.001)
+    sel = lrgrid.select(expqueue.exp_records(show), GRID, SEEDS, default_lr=0.001)
     e = sel["methods"]["alphavil"]
     assert e["lr"] == 0.001 and e["dev"] == 0.82 and e["diverged_at"] == ["0.003"]
     assert not e["at_edge"]  # the next lr up diverged: nothing beyond 0.001 to try
@@ -146,7 +146,7 @@ def test_an_lr_where_a_method_diverged_is_not_a_candidate_for_it_but_stays_for_o
         m = show[1]["experiments"][GRID.index(lr)]["revs"][0]["data"]["metrics"]
         m["metrics/summary.json"]["data"]["methods"]["alphavil"]["diverged"] = {"0": "ep0"}
     with pytest.raises(ParamsError, match="alphavil: diverged at every train.lr"):
-        lrgrid.select(lrgrid.exp_records(show), GRID, SEEDS, default_lr=0.001)
+        lrgrid.select(expqueue.exp_records(show), GRID, SEEDS, default_lr=0.001)
 
 
 def git_repo(folder: Path, files: dict[str, str]) -> Path:
@@ -219,7 +219,7 @@ def test_experiments_differing_beyond_train_lr_are_refused(change, key):
                      **change)
     show[1]["experiments"][1] = odd
     with pytest.raises(ParamsError, match=rf"params key {key} differs"):
-        lrgrid.select(lrgrid.exp_records(show), GRID, SEEDS, 0.001)
+        lrgrid.select(expqueue.exp_records(show), GRID, SEEDS, 0.001)
 
 
 def test_experiments_with_other_seeds_or_a_repeated_lr_are_refused():
@@ -227,12 +227,12 @@ def test_experiments_with_other_seeds_or_a_repeated_lr_are_refused():
     show[1]["experiments"][1] = experiment(
         "lrsel-0.001", 0.001, [0, 1, 3], summary(DEV[0.001], per_seed(TEST[0.001], [0, 1, 3])))
     with pytest.raises(ParamsError, match=r"seeds \[0, 1, 3\] where \[0, 1, 2\]"):
-        lrgrid.select(lrgrid.exp_records(show), GRID, SEEDS, 0.001)
+        lrgrid.select(expqueue.exp_records(show), GRID, SEEDS, 0.001)
     show = grid_show()
     show[1]["experiments"][2]["revs"][0]["data"]["params"]["params.yaml"]["data"]["train"][
         "lr"] = 0.001
     with pytest.raises(ParamsError, match="both have train.lr 0.001"):
-        lrgrid.select(lrgrid.exp_records(show), GRID, SEEDS, 0.001)
+        lrgrid.select(expqueue.exp_records(show), GRID, SEEDS, 0.001)
 
 
 def selection(lrs: dict) -> dict:
@@ -257,7 +257,7 @@ def test_report_pairs_each_method_at_its_own_lr_against_scipy():
     show = exp_show(*[experiment(f"lrtest-{lr}", lr, TEST_SEEDS,
                                  summary({m: 0.5 for m in METHODS}, per_seed(AT[lr], TEST_SEEDS)))
                       for lr in (0.0003, 0.001, 0.003)])
-    t = lrgrid.tested(sel, lrgrid.exp_records(show), TEST_SEEDS)
+    t = lrgrid.tested(sel, expqueue.exp_records(show), TEST_SEEDS)
     a = AT[0.003]["alphavil"]
     assert t["methods"]["alphavil"]["test"] == pytest.approx(sum(a) / 5)
     assert t["methods"]["uniform"]["test_std"] == pytest.approx(
@@ -283,7 +283,7 @@ def test_report_pairs_each_method_at_its_own_lr_against_scipy():
     # a baseline that diverges on a fresh seed at its selected lr is reported as such
     at_001 = show[1]["experiments"][1]["revs"][0]["data"]["metrics"]["metrics/summary.json"]
     at_001["data"]["methods"]["uniform"]["diverged"] = {"7": "ep1"}
-    t = lrgrid.tested(sel, lrgrid.exp_records(show), TEST_SEEDS)
+    t = lrgrid.tested(sel, expqueue.exp_records(show), TEST_SEEDS)
     assert t["methods"]["uniform"]["diverged"] == {"7": "ep1"}
     assert "diverged" not in t["methods"]["single_task"]
     assert "**uniform diverged** at its lr (seed 7 in ep1)" in lrgrid.tested_markdown(t)
@@ -296,7 +296,7 @@ def test_report_refuses_test_runs_with_other_params_than_the_selection():
                                                                            TEST_SEEDS)),
                                alpha={"steps": 9}))
     with pytest.raises(ParamsError, match="params key alpha.steps differs"):
-        lrgrid.tested(sel, lrgrid.exp_records(show), TEST_SEEDS)
+        lrgrid.tested(sel, expqueue.exp_records(show), TEST_SEEDS)
 
 
 def test_test_seeds_used_in_the_selection_are_refused_before_dvc_runs(tmp_path, monkeypatch,
@@ -310,7 +310,7 @@ def test_test_seeds_used_in_the_selection_are_refused_before_dvc_runs(tmp_path, 
     def no_dvc(*args, **kw):
         raise AssertionError(f"dvc {args} called")
 
-    monkeypatch.setattr(lrgrid, "_dvc", no_dvc)
+    monkeypatch.setattr(expqueue, "_dvc", no_dvc)
     assert lrgrid.main(["test", "--seeds", "5,2,6"]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "[2] took part in the selection" in err[0]
@@ -332,7 +332,7 @@ def test_test_seeds_used_in_the_selection_are_refused_before_dvc_runs(tmp_path, 
     (["select", "--grid", "0.001", "--seeds", "0", "-j", "0"], "-j: expected"),
 ])
 def test_bad_arguments_are_one_line_errors(argv, expected, monkeypatch, capsys):
-    monkeypatch.setattr(lrgrid, "_dvc", lambda *a, **k: pytest.fail("dvc called"))
+    monkeypatch.setattr(expqueue, "_dvc", lambda *a, **k: pytest.fail("dvc called"))
     assert lrgrid.main(argv) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and expected in err[0]
@@ -343,7 +343,7 @@ def test_an_epoch_lr_override_is_refused(tmp_path, monkeypatch, capsys):
     raw = tiny_raw()
     raw["epochs"][1]["overrides"] = {"lr": 0.01}
     monkeypatch.chdir(git_repo(tmp_path, {"params.yaml": yaml.safe_dump(raw)}))
-    monkeypatch.setattr(lrgrid, "_dvc", lambda *a, **k: pytest.fail("dvc called"))
+    monkeypatch.setattr(expqueue, "_dvc", lambda *a, **k: pytest.fail("dvc called"))
     assert lrgrid.main(["select", "--grid", "0.001,0.003", "--seeds", "0"]) == 2
     assert "epochs[1].overrides.lr: expected none" in capsys.readouterr().err
 
@@ -361,7 +361,7 @@ def test_busy_names_reads_queue_status():
               "5105811  bad          12:16 AM   Failed\n"
               "0a1b2c3  lrsel-0.01   12:14 AM   Success\n\n"
               "Worker status: 1 active, 0 idle\n")
-    assert lrgrid.busy_names(status) == {"lrsel-0.001", "lrsel-0.003"}
+    assert expqueue.busy_names(status) == {"lrsel-0.001", "lrsel-0.003"}
 
 
 @pytest.mark.integration

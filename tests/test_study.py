@@ -15,7 +15,7 @@ from scipy import stats
 
 from alphavil.config import ParamsError
 from alphavil.store.artifacts import ArtifactError
-from alphavil.workflow import compare, lrgrid, studyfile, studyrun
+from alphavil.workflow import compare, expqueue, studyfile, studyrun
 from testkit.dvcrepo import DvcRepo
 from testkit.inprocess import run_stages
 from testkit.params import ROOT, committed_params_text, tiny_raw
@@ -152,8 +152,8 @@ def fake_queue(monkeypatch, statuses: list[str]) -> list[tuple]:
         out = statuses.pop(0) if args[:2] == ("queue", "status") and len(statuses) > 1 \
             else statuses[0] if args[:2] == ("queue", "status") else ""
         return subprocess.CompletedProcess(args, 0, out, "")
-    monkeypatch.setattr(lrgrid, "_dvc", dvc)
-    monkeypatch.setattr(lrgrid, "dvc_records", lambda: [
+    monkeypatch.setattr(expqueue, "_dvc", dvc)
+    monkeypatch.setattr(expqueue, "dvc_records", lambda: [
         {"name": "a", "failed": False, "params": {}, "metrics": {}, "rev": "r"}])
     return calls
 
@@ -162,7 +162,7 @@ def test_workers_that_exit_with_experiments_queued_are_started_again(monkeypatch
     # treeverse/dvc#10562: the queue's workers can exit while tasks are still queued
     stuck = queue_status([("a", "Queued")], 0, 0)
     calls = fake_queue(monkeypatch, [stuck] * 3 + [queue_status([("a", "Success")], 0, 0)])
-    records = lrgrid.run_queue(["a"], 2, poll_s=0, patience=3)
+    records = expqueue.run_queue(["a"], 2, poll_s=0, patience=3)
     assert [r["name"] for r in records] == ["a"]
     assert calls.count(("queue", "start", "-j", "2")) == 2  # the first start and one restart
 
@@ -171,13 +171,13 @@ def test_a_queue_that_never_moves_is_an_error_naming_the_experiments(monkeypatch
     fake_queue(monkeypatch, [queue_status([("a", "Running"), ("b", "Success")], 0, 0)])
     with pytest.raises(ArtifactError, match=r"\['a'\] stay queued or running with no queue "
                        r"worker alive.*dvc queue remove a"):
-        lrgrid.run_queue(["a", "b"], 1, poll_s=0, patience=2, restarts=2)
+        expqueue.run_queue(["a", "b"], 1, poll_s=0, patience=2, restarts=2)
 
 
 def test_a_busy_worker_is_waited_for_however_long_it_runs(monkeypatch):
     running = queue_status([("a", "Running")], 1, 0)
     calls = fake_queue(monkeypatch, [running] * 20 + [queue_status([("a", "Success")], 0, 0)])
-    lrgrid.run_queue(["a"], 1, poll_s=0, patience=1, restarts=1)
+    expqueue.run_queue(["a"], 1, poll_s=0, patience=1, restarts=1)
     assert calls.count(("queue", "start", "-j", "1")) == 1
 
 

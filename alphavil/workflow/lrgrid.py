@@ -21,17 +21,12 @@ from __future__ import annotations
 
 import argparse
 import copy
-import json
 import math
-import re
-import subprocess
 import sys
-import time
 from pathlib import Path
 
-import yaml
-
-from alphavil.workflow import safety, warm
+from alphavil.workflow import warm
+from alphavil.workflow.expqueue import SUMMARY, dvc_records, queue_all, run_queue
 from alphavil.store.artifacts import ArtifactError, read_json, write_json, write_text
 from alphavil.config import ParamsError, check_data_source, validate
 # SAME: dev metrics closer than this are a tie (means of multiples of 1/N)
@@ -42,70 +37,6 @@ from alphavil.workflow.studyfile import committed_run_params
 SELECTION = Path("metrics/lr_selection.json")
 TESTED_JSON = Path("metrics/lr_tested.json")
 TESTED_MD = Path("metrics/lr_tested.md")
-SUMMARY = "metrics/summary.json"
-
-
-# --- reading DVC ------------------------------------------------------------------------
-
-def exp_records(show: list) -> list[dict]:
-    """`dvc exp show --json` (DVC 3) as one record per experiment: {name, rev, state,
-    failed, params (params.yaml), metrics (metrics/summary.json, None if missing)}.
-    Its shape: a list of baseline revisions (the first is the workspace), each with
-    `experiments`: null or a list of {name, executor: {state} | null, revs: [{rev, name,
-    error, data: {params: {file: {data}}, metrics: {file: {data} | {error}}}}]}."""
-    records = []
-    for baseline in show:
-        for group in baseline.get("experiments") or []:
-            state = (group.get("executor") or {}).get("state")
-            for rev in group.get("revs") or []:
-                data = rev.get("data") or {}
-                params = (data.get("params") or {}).get("params.yaml", {}).get("data")
-                metrics = (data.get("metrics") or {}).get(SUMMARY, {}).get("data")
-                records.append({"name": rev.get("name") or group.get("name"),
-                                "rev": rev.get("rev"), "state": state,
-                                "failed": bool(rev.get("error")) or state == "failed",
-                                "params": params, "metrics": metrics})
-    return records
-
-
-def _dvc(*args: str, capture: bool = False) -> subprocess.CompletedProcess:
-    proc = subprocess.run([sys.executable, "-m", "dvc", *args], text=True,
-                          capture_output=capture)
-    if proc.returncode != 0:
-        detail = " ".join((proc.stderr or "").split())[-300:] if capture else ""
-        raise ParamsError(f"`dvc {' '.join(args)}` failed (exit {proc.returncode})"
-                          + (f": {detail}" if detail else ""))
-    return proc
-
-
-def dvc_records() -> list[dict]:
-    return exp_records(json.loads(_dvc("exp", "show", "--json", capture=True).stdout))
-
-
-def busy_names(status_text: str) -> set[str]:
-    """Names of the tasks `dvc queue status` lists as queued or running (its table:
-    Task, Name, Created (one or more words), Status)."""
-    busy = set()
-    for line in status_text.splitlines():
-        cells = line.split()
-        if len(cells) >= 4 and cells[-1] in ("Queued", "Running"):
-            busy.add(cells[1])
-    return busy
-
-
-def finished(records: list[dict], names: list[str]) -> list[dict]:
-    """The successful record of each name, in that order; a failed or missing one is an
-    error naming it (`dvc queue logs NAME` shows why)."""
-    out = []
-    for name in names:
-        ok = [r for r in records if r["name"] == name and not r["failed"]]
-        if len(ok) != 1:
-            why = ("exists more than once in `dvc exp show`" if ok
-                   else "failed" if any(r["name"] == name for r in records)
-                   else "is missing from `dvc exp show`")
-            raise ParamsError(f"experiment {name!r} {why}; see `dvc queue logs {name}`")
-        out.append(ok[0])
-    return out
 
 
 # --- pure: grid, checks, choice, report ---------------------------------------------------
@@ -273,27 +204,6 @@ def base_params(configs: list[Path], root: Path = Path(".")) -> dict:
     return params.dump()
 
 
-def queue_all(params: dict, runs: dict[str, list[str]],
-              params_path: Path = Path("params.yaml")) -> None:
-    """Queue one DVC experiment per name with its `-S` overrides, all or none. The queue
-    snapshots the workspace: params.yaml holds `params` while queueing (so the safety check
-    renders the stages the queue will run) and is then put back."""
-    before = params_path.read_text()
-    write_text(params_path, yaml.safe_dump(params, sort_keys=False))
-    queued: list[str] = []
-    try:
-        safety.check()
-        for name, sets in runs.items():
-            _dvc("exp", "run", "--queue", *[a for s in sets for a in ("-S", s)], "-n", name)
-            queued.append(name)
-    except ParamsError:
-        if queued:
-            subprocess.run([sys.executable, "-m", "dvc", "queue", "remove", *queued])
-        raise
-    finally:
-        write_text(params_path, before)
-
-
 def queue_grid(base: dict, lrs: list[float], seeds: list[int], prefix: str, jobs: int,
                params_path: Path = Path("params.yaml")) -> list[dict]:
     """Run one experiment per lr over `base` with `seeds`; its successful records."""
@@ -309,39 +219,6 @@ def queue_grid(base: dict, lrs: list[float], seeds: list[int], prefix: str, jobs
     queue_all({**base, "seeds": seeds}, names, params_path)
     with warm.worker_env() as worker, warm.environ(worker.env):  # no per-stage start-up
         return run_queue(list(names), jobs)
-
-
-WORKERS = re.compile(r"Worker status: (\d+) active, (\d+) idle")
-
-
-def run_queue(names: list[str], jobs: int, poll_s: float = 5.0, patience: int = 3,
-              restarts: int = 5) -> list[dict]:
-    """Start `jobs` queue workers, wait until none of `names` is queued or running, and
-    return their successful records. DVC's workers can exit while experiments are still
-    queued (treeverse/dvc#10562), which would leave this waiting for ever: when `patience`
-    polls in a row find some of `names` busy and no worker alive, workers are started again;
-    after `restarts` such restarts with no change in the queue it is an error naming them."""
-    _dvc("queue", "start", "-j", str(jobs), capture=True)
-    idle, restarted, last = 0, 0, None
-    while True:
-        text = _dvc("queue", "status", capture=True).stdout
-        busy = busy_names(text) & set(names)
-        if not busy:
-            return finished(dvc_records(), names)
-        workers = WORKERS.search(text)
-        idle = idle + 1 if workers and workers.groups() == ("0", "0") else 0
-        table = [line for line in text.splitlines() if not WORKERS.search(line)]
-        restarted = 0 if table != last else restarted
-        last = table
-        if idle >= patience:
-            if restarted >= restarts:
-                raise ArtifactError(
-                    f"experiments {sorted(busy)} stay queued or running with no queue worker "
-                    f"alive; see `dvc queue status` and `dvc queue logs NAME`, then "
-                    f"`dvc queue remove {' '.join(sorted(busy))}` and run again")
-            _dvc("queue", "start", "-j", str(jobs), capture=True)
-            idle, restarted = 0, restarted + 1
-        time.sleep(poll_s)
 
 
 def cmd_select(args) -> None:

@@ -41,7 +41,7 @@ import yaml
 from alphavil.config import Params, ParamsError, check_data_source
 from alphavil.store.artifacts import ArtifactError, write_json, write_text
 from alphavil.workflow import warm
-from alphavil.workflow.lrgrid import _dvc, busy_names, dvc_records, queue_all, run_queue
+from alphavil.workflow.expqueue import _dvc, busy_names, dvc_records, queue_all, run_queue
 from alphavil.workflow.studyfile import require_committed, study_params
 
 RESULTS = Path("results")
