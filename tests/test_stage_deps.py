@@ -67,7 +67,7 @@ ALTERNATIVES = {
     "alphavil.sample_ratio": lambda v: 0.5,
     "alphavil.weight_mode": lambda v: "loss" if v == "step" else "step",
     "alphavil.weight_rule": lambda v: "alpha" if v == "additive" else "additive",
-    "alphavil.weight_floor": lambda v: 0.1,
+    "alphavil.weight_floor": lambda v: 0.3 if v == 0.1 else 0.1,
     "alphavil.delta_dtype": lambda v: "float64",
     "alpha.init": lambda v: v / 2,
     "alpha.steps": lambda v: v + 2,

@@ -127,7 +127,7 @@ class Alpha(Section):  # α estimation on the target's dev loss
     lr: Positive
     optimizer: Literal[registry.ALPHA_OPTIMIZERS]
     batch_size: Int(1)
-    guard: bool = False
+    guard: bool = True  # params.yaml's default (chosen on dev; docs/results.md)
     combine: Literal[registry.COMBINES] = "sum"
     # budget: `steps` steps of `optimizer` (the paper's cost); converge: L-BFGS on the whole
     # dev split until the gradient norm <= tol or max_iter iterations
