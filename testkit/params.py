@@ -67,6 +67,12 @@ def tiny_raw(**sections) -> dict:
     # the paper's fixed α budget at 3 steps: seconds, and the known cost the compute-matched
     # tests plan from; the default converged fit has its own tests (tests/test_alpha_fit.py)
     raw["alpha"].update(steps=3, batch_size=32, fit="budget")
+    # the paper's unconditional merge and a floor of 0: at 3 α steps on 48 dev images the
+    # guard refuses merges at random, and the tests of what a merge, a damaged delta or a
+    # switched-off task does need it to happen; the guard and the default floor have their
+    # own tests (tests/test_guard.py, tests/test_core.py)
+    raw["alpha"].update(guard=False)
+    raw["alphavil"].update(weight_floor=0.0)
     raw["epochs"] = [{"id": "ep0", "prev": "base", "n": 1, "overrides": {}},
                      {"id": "ep1", "prev": "ep0", "n": 2, "overrides": {}}]
     for key, value in sections.items():

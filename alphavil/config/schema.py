@@ -127,7 +127,9 @@ class Alpha(Section):  # α estimation on the target's dev loss
     lr: Positive
     optimizer: Literal[registry.ALPHA_OPTIMIZERS]
     batch_size: Int(1)
-    guard: bool = True  # params.yaml's default (chosen on dev; docs/results.md)
+    # a params.yaml without the key gets the paper's unconditional merge; the committed
+    # params.yaml turns the guard on (chosen on dev, docs/results.md)
+    guard: bool = False
     combine: Literal[registry.COMBINES] = "sum"
     # budget: `steps` steps of `optimizer` (the paper's cost); converge: L-BFGS on the whole
     # dev split until the gradient norm <= tol or max_iter iterations
