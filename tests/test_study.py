@@ -181,6 +181,33 @@ def test_a_busy_worker_is_waited_for_however_long_it_runs(monkeypatch):
     assert calls.count(("queue", "start", "-j", "1")) == 1
 
 
+def test_git_ignored_inputs_travel_with_each_queued_experiment(tmp_path, monkeypatch):
+    # a queued experiment runs in a copy of the git tree: without --copy-paths the offline
+    # NLU sources (data/external/) and a user's own data (data/own/) are not there
+    subprocess.run(["git", "init", "-q", str(tmp_path)], check=True)
+    (tmp_path / ".gitignore").write_text("/data/external\n/data/own\n")
+    for f in ("data/external/snli/a.jsonl", "data/own/t.csv", "configs/x.yaml"):
+        (tmp_path / f).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / f).write_text("x\n")
+    (tmp_path / "params.yaml").write_text("setting: vision\n")
+    calls = fake_queue(monkeypatch, [""])
+    monkeypatch.setattr(expqueue.safety, "check", lambda: None)
+    nlu = {"setting": "nlu", "tasks": {"t": {"path": "data/own/t.csv"},
+                                       "u": {"path": "configs/x.yaml"}, "v": {"path": "gone"}}}
+    expqueue.queue_all(nlu, {"e1": ["seeds=[0]"], "e2": ["seeds=[1]"]},
+                       tmp_path / "params.yaml")
+    runs = [c for c in calls if c[:2] == ("exp", "run")]
+    assert len(runs) == 2
+    for c in runs:  # tracked (configs/) and missing paths stay out
+        pairs = {(a, b) for a, b in zip(c, c[1:]) if a == "-C"}
+        assert pairs == {("-C", "data/external"), ("-C", "data/own/t.csv")}
+    assert (tmp_path / "params.yaml").read_text() == "setting: vision\n"
+    calls.clear()
+    expqueue.queue_all({"setting": "vision", "data": {"source": "mnist"}}, {"e": []},
+                       tmp_path / "params.yaml")
+    assert [c for c in calls if "-C" in c] == []
+
+
 def test_results_are_replaced_whole_and_a_kill_between_renames_is_recovered(tmp_path):
     out = tmp_path / "results" / "s"
     studyrun.write_results(out, {"a.json": {"v": 1}, "b.md": "old\n"})

@@ -13,6 +13,7 @@ from pathlib import Path
 import yaml
 
 from alphavil.config import ParamsError
+from alphavil.data.text_sources import EXTERNAL
 from alphavil.store.artifacts import ArtifactError, write_text
 from alphavil.workflow import safety
 
@@ -80,18 +81,55 @@ def finished(records: list[dict], names: list[str]) -> list[dict]:
     return out
 
 
+def _strings(node) -> list[str]:
+    if isinstance(node, dict):
+        return [s for v in node.values() for s in _strings(v)]
+    if isinstance(node, list):
+        return [s for v in node for s in _strings(v)]
+    return [node] if isinstance(node, str) else []
+
+
+def _exists(path: Path) -> bool:
+    try:
+        return path.exists()
+    except OSError:  # a params string that cannot be a file name (too long, ...)
+        return False
+
+
+def local_inputs(params: dict, root: Path = Path(".")) -> list[str]:
+    """The git-ignored files and folders these params read: the offline NLU sources that
+    `make install-nlu` unpacks into data/external/, and any relative path a params value
+    names (a user's own data in data/own/). A queued experiment runs in a copy of the git
+    tree under .dvc/tmp/exps/, which holds none of them unless `dvc exp run --copy-paths`
+    names them."""
+    candidates = [s for s in _strings(params)
+                  if s and not s.startswith(("/", "~")) and "\n" not in s]
+    if params.get("setting") == "nlu":
+        candidates.append(str(EXTERNAL))
+    found = sorted({c for c in candidates if _exists(root / c)})
+    if not found:
+        return []
+    # `git check-ignore` prints the ignored ones among them (exit 1 when none is)
+    out = subprocess.run(["git", "check-ignore", *found], cwd=root, text=True,
+                         capture_output=True).stdout
+    return sorted(set(out.split("\n")) - {""})
+
+
 def queue_all(params: dict, runs: dict[str, list[str]],
               params_path: Path = Path("params.yaml")) -> None:
     """Queue one DVC experiment per name with its `-S` overrides, all or none. The queue
-    snapshots the workspace: params.yaml holds `params` while queueing (so the safety check
-    renders the stages the queue will run) and is then put back."""
+    snapshots the git tree: params.yaml holds `params` while queueing (so the safety check
+    renders the stages the queue will run) and is then put back, and the git-ignored inputs
+    the params read travel with each experiment (`local_inputs`)."""
+    copies = [a for p in local_inputs(params, params_path.parent) for a in ("-C", p)]
     before = params_path.read_text()
     write_text(params_path, yaml.safe_dump(params, sort_keys=False))
     queued: list[str] = []
     try:
         safety.check()
         for name, sets in runs.items():
-            _dvc("exp", "run", "--queue", *[a for s in sets for a in ("-S", s)], "-n", name)
+            _dvc("exp", "run", "--queue", *[a for s in sets for a in ("-S", s)], *copies,
+                 "-n", name)
             queued.append(name)
     except ParamsError:
         if queued:
