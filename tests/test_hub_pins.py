@@ -25,6 +25,10 @@ def offline(monkeypatch, tmp_path):
     for var in ("HF_HUB_OFFLINE", "HF_DATASETS_OFFLINE", "TRANSFORMERS_OFFLINE"):
         monkeypatch.setenv(var, "1")
     monkeypatch.setenv("HF_HOME", str(tmp_path / "hf-home"))  # an empty cache
+    # the hub client read HF_HUB_OFFLINE when this module imported it: without this the
+    # in-process load below tries the network and waits out its timeouts
+    import huggingface_hub.constants
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", True)
     return {**os.environ}
 
 
