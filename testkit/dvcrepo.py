@@ -57,13 +57,17 @@ class DvcRepo:
                                  f"{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}")
         return proc
 
-    def dvc(self, *args: str, check: bool = True) -> subprocess.CompletedProcess:
-        return self.run(sys.executable, "-m", "dvc", *args, check=check)
+    def dvc(self, *args: str, check: bool = True, warm: bool = False
+            ) -> subprocess.CompletedProcess:
+        """warm: through the warm worker, as `make run` does (no per-stage start-up;
+        tests/test_warm.py checks that it writes a cold run's bytes)."""
+        worker = [sys.executable, "-m", "alphavil.workflow.warm", "--"] if warm else []
+        return self.run(*worker, sys.executable, "-m", "dvc", *args, check=check)
 
-    def repro(self, *args: str) -> list[str]:
+    def repro(self, *args: str, warm: bool = False) -> list[str]:
         """`dvc repro`; returns the names of the stages that ran, except check_params (it
         runs whenever params.yaml changes; tests/test_safety.py is about it)."""
-        out = self.dvc("repro", *args)
+        out = self.dvc("repro", *args, warm=warm)
         ran = re.findall(r"Running stage '([^']+)'", out.stdout + out.stderr)
         return [name for name in ran if name != "check_params"]
 

@@ -53,7 +53,7 @@ def test_own_images_example_through_dvc_repro(tmp_path):
     repo = DvcRepo(tmp_path / "repo", raw)
     _examples(repo, "images", "data/own", "--per-class", "30")
     assert repo.run("git", "status", "--porcelain").stdout.strip() == ""  # data/own ignored
-    ran = repo.repro()
+    ran = repo.repro(warm=True)
     assert {"prepare", "train_base@0", "finetune@0-ep0-garment", "finetune@0-ep0-digits",
             "train_method@single_task-0", "evaluate"} <= set(ran)
     meta = json.loads(repo.read("data/prepared/meta.json"))
@@ -83,7 +83,7 @@ def test_own_text_example_through_dvc_repro(tmp_path):
     (tmp_path / "repo").mkdir()
     repo = DvcRepo(tmp_path / "repo", raw)
     _examples(repo, "text", "data/own", "--per-class", "20")
-    ran = repo.repro()
+    ran = repo.repro(warm=True)
     assert {"prepare", "finetune@0-ep0-sentiment", "finetune@0-ep0-topic", "evaluate"} <= set(ran)
     meta = json.loads(repo.read("data/prepared/meta.json"))
     tasks = meta["tasks"]

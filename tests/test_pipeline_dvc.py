@@ -16,7 +16,7 @@ pytestmark = pytest.mark.integration
 @pytest.fixture(scope="module")
 def repo(tmp_path_factory):
     r = DvcRepo(tmp_path_factory.mktemp("pipeline"), tiny_raw(baselines=["single_task"]))
-    r.ran_first = r.repro()
+    r.ran_first = r.repro(warm=True)  # the worker's bytes; the -f rerun below is cold
     r.commit("first run")
     return r
 
@@ -57,7 +57,7 @@ def test_later_epoch_override_reruns_only_that_epoch_onward(repo):
     params = repo.params()
     params["epochs"][1]["overrides"] = {"sample_ratio": 0.5}
     repo.write_params(params)
-    ran = set(repo.repro())
+    ran = set(repo.repro(warm=True))
     # baselines train all epochs in one stage, so they re-run too
     assert ran == {"finetune@0-ep1-left", "finetune@0-ep1-right", "estimate_alpha@0-ep1",
                    "merge@0-ep1", "train_method@single_task-0", "evaluate"}
@@ -65,7 +65,7 @@ def test_later_epoch_override_reruns_only_that_epoch_onward(repo):
 
 def test_adding_an_epoch_runs_only_the_new_one(repo):
     repo.run("python", "-m", "alphavil.workflow.schedule", "3")
-    ran = set(repo.repro())
+    ran = set(repo.repro(warm=True))
     assert ran == {"finetune@0-ep2-left", "finetune@0-ep2-right", "estimate_alpha@0-ep2",
                    "merge@0-ep2", "train_method@single_task-0", "evaluate"}
     summary = json.loads(repo.read("metrics/summary.json"))
@@ -93,7 +93,7 @@ def test_shrinking_drops_stale_lock_entries_and_regrowing_is_served_from_run_cac
 
 
 def test_exp_run_with_a_param_change_shows_both_runs(repo):
-    repo.dvc("exp", "run", "-S", "alphavil.sample_ratio=0.5")
+    repo.dvc("exp", "run", "-S", "alphavil.sample_ratio=0.5", warm=True)
     shown = json.loads(repo.dvc("exp", "show", "--json").stdout)
     rows = []
     for commit in shown:

@@ -56,7 +56,7 @@ def resumed(tmp_path_factory):
     assert "merge@0-ep0" in second and "finetune@0-ep1-right" in second
     assert list((repo.path / "deltas/s0/ep1").glob(".right.safetensors.*.tmp"))  # debris
     # 3) plain repro finishes the rest
-    third = set(repo.repro())
+    third = set(repo.repro(warm=True))
     assert not (first - {"merge@0-ep0"}) & third
     assert "finetune@0-ep1-right" in third and "evaluate" in third
     assert not list(repo.path.rglob("*.tmp"))
@@ -70,7 +70,7 @@ def test_killed_stages_resume_and_end_like_an_uninterrupted_run(resumed):
     lock = resumed.read("dvc.lock")
     summary = resumed.read("metrics/summary.json")
     # the uninterrupted run: everything again from scratch, same bytes
-    assert set(resumed.repro("-f")) == ALL_STAGES
+    assert set(resumed.repro("-f", warm=True)) == ALL_STAGES
     assert resumed.read("dvc.lock") == lock
     assert resumed.read("metrics/summary.json") == summary
     assert resumed.dvc("status", "-q", check=False).returncode == 0

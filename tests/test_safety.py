@@ -125,7 +125,7 @@ def repo(tmp_path_factory):
         (bindir / tool).chmod(0o755)
     (r.path / "venv" / ".installed").touch()
     (r.path / ".git" / "info" / "exclude").write_text("/venv\n")
-    assert "evaluate" in r.repro()
+    assert "evaluate" in r.repro(warm=True)
     r.commit("first run")
     r.top = top
     return r

@@ -16,7 +16,7 @@ BASELINES = ["single_task", "uniform", "diw"]
 @pytest.fixture(scope="module")
 def repo(tmp_path_factory):
     r = DvcRepo(tmp_path_factory.mktemp("table"), tiny_raw(seeds=[0, 1], baselines=BASELINES))
-    r.ran = r.repro()
+    r.ran = r.repro(warm=True)
     return r
 
 
