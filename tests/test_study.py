@@ -383,6 +383,7 @@ def test_a_killed_worker_fails_the_study_without_results_and_a_rerun_resumes(tmp
         _, err = proc.communicate(timeout=110)
         assert proc.returncode == 2 and f"'tiny-s{seed}' failed" in err
         assert not (repo.path / "results" / "tiny").exists()
+        del repo.env["ALPHAVIL_NO_WARM"]  # the rerun may be quick
         repo.run(*study_cmd(repo, "-j", "2"))
         log = repo.dvc("queue", "logs", f"tiny-s{seed}").stdout
         # what had finished before the kill came from the run-cache, not from a re-run
@@ -413,6 +414,7 @@ def test_a_second_study_is_refused_and_a_killed_command_is_resumed(tmp_path):
         first.kill()  # the whole command; its queue workers run on
         first.communicate(timeout=60)
         assert not (repo.path / "results" / "tiny").exists()
+        del repo.env["ALPHAVIL_NO_WARM"]  # the rerun may be quick
         repo.run(*study_cmd(repo))  # the dead holder's lock is taken over
         summary = json.loads(repo.read("results/tiny/summary.json"))
         assert summary["seeds"] == 1 and sorted(summary["methods"]) == ["alphavil", "single_task"]
