@@ -148,7 +148,8 @@ def view_verdict(study: str, summary: dict, params: dict) -> str:
     v = summary.get("verdict")
     if not v:
         return ""  # not computed by this code: the block stays empty
-    lines = [f"results/{study}/: does each auxiliary task help the target? Rule: {v['rule']}; "
+    rule = v["rule"].rstrip(".")  # a sentence of its own in the stored summary
+    lines = [f"results/{study}/: does each auxiliary task help the target? Rule: {rule}; "
              f"signal: {v['signal']}; {v['seeds']} seeds.", "",
              "| task | verdict | mean | 95% CI | p (Holm) |", "|---|---|---|---|---|"]
     for t, r in v["tasks"].items():
