@@ -9,6 +9,7 @@ import csv
 import importlib.util
 import io
 import json
+from contextlib import contextmanager
 from pathlib import Path
 
 WORDS = ("a the man woman dog cat is are sits runs sleeps plays outside inside park "
@@ -137,6 +138,30 @@ def run_training_stages(raw: dict) -> None:
         pipeline.merge(0, ep, {}, "params.yaml")
     for method in raw["baselines"]:
         pipeline.train_method(method, 0, "params.yaml")
+
+
+@contextmanager
+def full_run(tmp: Path, raw: dict):
+    """params.yaml from `raw` in `tmp`, every training stage and evaluate run there in
+    process; yields while the working directory is `tmp` (module fixtures read the
+    artifacts), with the prepared-split cache cleared on both sides."""
+    import pytest
+    import yaml
+
+    from alphavil import pipeline
+    from alphavil.data.prepared import _load_split_file
+
+    (tmp / "params.yaml").write_text(yaml.safe_dump(raw, sort_keys=False))
+    mp = pytest.MonkeyPatch()
+    mp.chdir(tmp)
+    _load_split_file.cache_clear()
+    try:
+        run_training_stages(raw)
+        pipeline.evaluate("params.yaml")
+        yield
+    finally:
+        mp.undo()
+        _load_split_file.cache_clear()
 
 
 def offline_sources_available() -> dict[str, bool]:

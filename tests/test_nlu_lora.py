@@ -6,16 +6,13 @@ import json
 
 import pytest
 import torch
-import yaml
 
-from alphavil import pipeline
 from alphavil.store import layout
 from alphavil.store.artifacts import load_checkpoint, load_tensors
 from alphavil.config import ParamsError, validate
-from alphavil.data.prepared import _load_split_file
 from testkit.params import committed_params_file
 from needs import needs_module
-from testkit.nlu import make_tiny_encoder, nlu_raw, run_training_stages
+from testkit.nlu import full_run, make_tiny_encoder, nlu_raw
 
 needs_module("transformers")
 needs_module("peft")
@@ -162,15 +159,8 @@ def test_lora_with_zero_train_layers_is_rejected(tmp_path, encoder):
 def lora_run(tmp_path_factory, encoder):
     tmp = tmp_path_factory.mktemp("lora_run")
     raw = nlu_raw(tmp, encoder, model={"lora": LORA}, baselines=["single_task"])
-    (tmp / "params.yaml").write_text(yaml.safe_dump(raw, sort_keys=False))
-    mp = pytest.MonkeyPatch()
-    mp.chdir(tmp)
-    _load_split_file.cache_clear()
-    run_training_stages(raw)
-    pipeline.evaluate("params.yaml")
-    yield tmp, raw
-    mp.undo()
-    _load_split_file.cache_clear()
+    with full_run(tmp, raw):
+        yield tmp, raw
 
 
 def test_deltas_and_checkpoints_hold_adapters_and_heads_only(lora_run):

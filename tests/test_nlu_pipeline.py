@@ -5,15 +5,13 @@ import importlib.util
 import json
 
 import pytest
-import yaml
 
 from alphavil import pipeline
 from alphavil.store import layout
 from alphavil.store.artifacts import file_digest, load_checkpoint
 from alphavil.config.nlu import NLUModel
-from alphavil.data.prepared import _load_split_file
 from needs import needs_module, requires
-from testkit.nlu import make_tiny_encoder, nlu_raw, run_training_stages
+from testkit.nlu import full_run, make_tiny_encoder, nlu_raw
 
 needs_module("transformers")
 
@@ -24,15 +22,8 @@ def run(tmp_path_factory):
     tmp = tmp_path_factory.mktemp("nlu_run")
     encoder = make_tiny_encoder(tmp / "encoder")
     raw = nlu_raw(tmp, encoder)
-    (tmp / "params.yaml").write_text(yaml.safe_dump(raw, sort_keys=False))
-    mp = pytest.MonkeyPatch()
-    mp.chdir(tmp)
-    _load_split_file.cache_clear()
-    run_training_stages(raw)
-    pipeline.evaluate("params.yaml")
-    yield tmp, raw
-    mp.undo()
-    _load_split_file.cache_clear()
+    with full_run(tmp, raw):
+        yield tmp, raw
 
 
 def test_run_writes_every_artifact_and_glue_style_metrics(run):
