@@ -49,3 +49,30 @@ def run_stages(raw: dict, folder: Path) -> dict:
         summary = read_json("metrics/summary.json")
         _load_split_file.cache_clear()
     return summary
+
+
+def counted_epoch(method: str) -> tuple[list[tuple[str, int]], dict, dict]:
+    """One epoch of `method` on ./params.yaml, seed 0: the (task, rows) of every forward
+    pass that is backpropagated (autograd on), the method's state after it and θ."""
+    import torch
+
+    from alphavil.config import load_params
+    from alphavil.methods import get_method
+    from alphavil.models.multitask import trainable_state
+    from alphavil.training.context import RunContext
+
+    ctx = RunContext.build(load_params("params.yaml"), seed=0)
+    seen = []
+    forward = ctx.model.forward
+
+    def counting(inputs, task):
+        out = forward(inputs, task)
+        if torch.is_grad_enabled():
+            seen.append((task, len(out)))
+        return out
+
+    ctx.model.forward = counting
+    m = get_method(method)(ctx)
+    theta, state = m.run_epoch(ctx.params.epochs[0], trainable_state(ctx.model),
+                               m.initial_state())
+    return seen, state, theta

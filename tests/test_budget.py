@@ -7,11 +7,10 @@ import torch
 from types import SimpleNamespace
 
 from alphavil.training.budget import alphavil_passes, fit_factor, scaled, stretch
-from alphavil.config import ParamsError, load_params, validate
-from alphavil.training.context import RunContext
+from alphavil.config import ParamsError, validate
 from alphavil.methods import get_method
-from alphavil.models.multitask import trainable_state
 
+from testkit.inprocess import counted_epoch
 from testkit.params import tiny_raw
 
 BASELINES = ["single_task", "uniform", "diw", "forkmerge", "gcs"]
@@ -63,21 +62,8 @@ def _counted_epoch(workdir, method, match, **sections):
     """One epoch of `method`; the example rows its model saw with autograd on (forward
     passes that are backpropagated) and the state's own count."""
     workdir(budget={"match": match}, **sections)
-    ctx = RunContext.build(load_params("params.yaml"), seed=0)
-    seen = []
-    forward = ctx.model.forward
-
-    def counting(inputs, task):
-        out = forward(inputs, task)
-        if torch.is_grad_enabled():
-            seen.append(len(out))
-        return out
-
-    ctx.model.forward = counting
-    m = get_method(method)(ctx)
-    theta, state = m.run_epoch(ctx.params.epochs[0], trainable_state(ctx.model),
-                               m.initial_state())
-    return sum(seen), state["passes"], theta
+    seen, state, theta = counted_epoch(method)
+    return sum(n for _, n in seen), state["passes"], theta
 
 
 @pytest.mark.parametrize("method", BASELINES)

@@ -7,14 +7,10 @@ import hashlib
 import pytest
 import torch
 
-from alphavil.config import load_params
-from alphavil.methods import get_method
 from alphavil.methods.joint import SCHEDULES, each_step, round_robin, spread
-from alphavil.models.multitask import trainable_state
-from alphavil.training.context import RunContext
 from alphavil.training.loop import train_pass
 
-from testkit.inprocess import run_stages
+from testkit.inprocess import counted_epoch, run_stages
 from testkit.params import tiny_raw
 
 # a small target (2 batches) beside a large auxiliary task (12 batches)
@@ -100,20 +96,7 @@ def _epoch(workdir, method, schedule, **sections):
     """One epoch of `method` with a target of 24 examples (one batch) and an auxiliary task
     of 96 (three): the rows backpropagated per task, the state's count, θ."""
     workdir(tasks=SMALL_TARGET, joint={"schedule": schedule}, **sections)
-    ctx = RunContext.build(load_params("params.yaml"), seed=0)
-    seen = []
-    forward = ctx.model.forward
-
-    def counting(inputs, task):
-        out = forward(inputs, task)
-        if torch.is_grad_enabled():
-            seen.append((task, len(out)))
-        return out
-
-    ctx.model.forward = counting
-    m = get_method(method)(ctx)
-    theta, state = m.run_epoch(ctx.params.epochs[0], trainable_state(ctx.model),
-                               m.initial_state())
+    seen, state, theta = counted_epoch(method)
     return seen, state["passes"], theta
 
 
