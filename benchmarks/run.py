@@ -33,7 +33,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from contextlib import contextmanager
+from contextlib import chdir
 from pathlib import Path
 
 import yaml
@@ -80,16 +80,6 @@ def _alternate(fns: dict, repeats: int) -> dict[str, float]:
     return {k: statistics.median(v) for k, v in times.items()}
 
 
-@contextmanager
-def _chdir(path: Path):
-    old = os.getcwd()
-    os.chdir(path)
-    try:
-        yield
-    finally:
-        os.chdir(old)
-
-
 # --- 1 + 2: in-process compute ---------------------------------------------------------
 
 def epoch_and_loop(work: Path, repeats: int) -> dict:
@@ -106,7 +96,7 @@ def epoch_and_loop(work: Path, repeats: int) -> dict:
     from alphavil.runtime.seeding import configure_threads
 
     configure_threads()  # what every stage does (ALPHAVIL_THREADS, default 1)
-    with _chdir(work):
+    with chdir(work):
         params = load_params("params.yaml")
         ctx = RunContext.build(params, 0)
         epoch = params.epochs[0]
@@ -314,7 +304,7 @@ def stages(work: Path, repeats: int) -> dict:
     rows = {}
     for stage, args in commands.items():
         direct = _median_time(lambda: _run([sys.executable] + args, repo, env), repeats)
-        with _chdir(repo):
+        with chdir(repo):
             ios = [_io_time(inproc[stage]) for _ in range(repeats)]
         rows[stage] = {"process": direct, "in_process": statistics.median(t for t, _ in ios),
                        "io": statistics.median(i for _, i in ios)}

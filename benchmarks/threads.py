@@ -11,11 +11,12 @@ import statistics
 import subprocess
 import sys
 import tempfile
+from contextlib import chdir
 from pathlib import Path
 
 import yaml
 
-from .run import ROOT, _chdir, bench_params
+from .run import ROOT, bench_params
 
 _EPOCH = r"""
 import json, time
@@ -45,7 +46,7 @@ def main(argv=None) -> None:
         work = Path(tmp)
         (work / "params.yaml").write_text(yaml.safe_dump(bench_params()))
         env = {**os.environ, "PYTHONPATH": str(ROOT), "ALPHAVIL_QUIET": "1"}
-        with _chdir(work):
+        with chdir(work):
             from alphavil import pipeline
 
             pipeline.prepare("params.yaml")

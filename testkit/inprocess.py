@@ -4,21 +4,10 @@ dvc.lock rewrite per stage). What a study through DVC is measured and checked ag
 
 from __future__ import annotations
 
-import os
-from contextlib import contextmanager
+from contextlib import chdir
 from pathlib import Path
 
 import yaml
-
-
-@contextmanager
-def _cwd(folder: Path):
-    before = Path.cwd()
-    os.chdir(folder)
-    try:
-        yield
-    finally:
-        os.chdir(before)
 
 
 def run_stages(raw: dict, folder: Path) -> dict:
@@ -32,7 +21,7 @@ def run_stages(raw: dict, folder: Path) -> dict:
     folder.mkdir(parents=True, exist_ok=True)
     (folder / "params.yaml").write_text(yaml.safe_dump(raw, sort_keys=False))
     params = validate(raw)
-    with _cwd(folder):
+    with chdir(folder):
         _load_split_file.cache_clear()  # prepared splits are cached by path, per process
         pipeline.prepare(params)
         for seed in params.seeds:
