@@ -45,7 +45,7 @@ $(SNLI_DATA):
 install-nlu: $(VENV)/.installed-nlu $(SNLI_DATA)
 
 run-nlu: install-nlu
-	python -m alphavil.workflow.study configs/nlu.yaml
+	python -m alphavil.workflow.study configs/nlu.yaml configs/nlu-cpu-run.yaml
 	@cat metrics/summary.md
 
 # Fashion-MNIST's 70,000 IDX images from Debian's package registry (as root, as
