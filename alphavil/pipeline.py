@@ -242,7 +242,7 @@ def dev_records(ctx, dev) -> dict[str, dict]:
 
 def evaluate(params: ParamsOrPath = "params.yaml") -> None:
     from alphavil.models.prefix_cache import cached_frozen_prefix
-    from alphavil.report import write_reports
+    from alphavil.report import majority_share, write_reports
     from alphavil.training.loop import evaluate as eval_split
 
     params = as_params(params)
@@ -256,6 +256,9 @@ def evaluate(params: ParamsOrPath = "params.yaml") -> None:
         metric = ctx.meta["tasks"][ctx.target].get("metric")
         dev = ctx.split("dev", ctx.target)
         test = ctx.split("test", ctx.target)
+        # the same splits for every seed (data.seed): the accuracy of always answering
+        # the most frequent class, which a method must beat to have learned the target
+        majority = {"dev": majority_share(dev.labels), "test": majority_share(test.labels)}
         by_folder: dict[Path, dict] = {}  # θ_0 is one folder that every method starts from
         # every checkpoint is scored on the same batches; an encoder's frozen lower layers
         # then give the same output each time, so they run once per batch (NLU)
@@ -282,4 +285,4 @@ def evaluate(params: ParamsOrPath = "params.yaml") -> None:
                     scored[method_name, seed, ep_id] = by_folder[folder]
     records = [{"method": m, "seed": seed, "epoch": ep_id, "n": n, **scored[m, seed, ep_id]}
                for m in params.methods for seed in params.seeds for ep_id, n in epochs]
-    write_reports(params, records, metric=metric)
+    write_reports(params, records, metric=metric, majority=majority)

@@ -406,3 +406,24 @@ def test_png_is_byte_identical_between_runs(tmp_path):
     for png in ("curves.png", "weights.png"):
         assert (tmp_path / "a/plots" / png).read_bytes() == \
             (tmp_path / "b/plots" / png).read_bytes()
+
+
+def test_the_majority_floor_is_the_share_of_the_targets_most_frequent_class(tmp_path):
+    from safetensors.numpy import load_file
+
+    from alphavil.report import majority_share
+    from testkit.inprocess import run_stages
+
+    raw = tiny_raw(baselines=["single_task"])
+    raw["epochs"] = raw["epochs"][:1]
+    summary = run_stages(raw, tmp_path)
+    for split in ("dev", "test"):
+        labels = load_file(tmp_path / f"data/prepared/{split}.safetensors")[f"label.{raw['target']}"]
+        _, counts = np.unique(labels, return_counts=True)
+        assert summary["majority"][split] == pytest.approx(counts.max() / len(labels))
+    md = (tmp_path / "metrics/summary.md").read_text()
+    assert f"test {100 * summary['majority']['test']:.2f}." in md
+    # a regression target has no majority class
+    import torch
+    assert majority_share(torch.tensor([0.5, 1.5, 1.5])) is None
+    assert majority_share(torch.tensor([2, 0, 2, 1])) == 0.5

@@ -32,9 +32,17 @@ __all__ = ["ALPHA_CSV", "AlphaRow", "REFUSED_LABEL", "SAME", "TARGET_CSV", "Targ
            "weights_figure", "weights_png", "write_csv", "write_reports"]
 
 
+def majority_share(labels) -> float | None:
+    """The fraction of `labels` in their most frequent class: the accuracy of a model that
+    always answers it. None for a regression target (float labels)."""
+    if labels.dtype.is_floating_point or not len(labels):
+        return None
+    return float(labels.bincount().max()) / len(labels)
+
+
 def write_reports(params: Params, records: list[dict], out: Path = layout.METRICS,
-                  metric: str | None = None) -> dict:
-    summary = summarise(params, records, metric)
+                  metric: str | None = None, majority: dict | None = None) -> dict:
+    summary = summarise(params, records, metric, majority)
     acc, aw = curves(params, records, summary["metric"])
     write_json(out / "summary.json", summary)
     write_text(out / "summary.md", markdown(summary, params, aw))

@@ -63,7 +63,10 @@ def _by_epoch(params: Params, by_run: dict, roles: dict[str, str], ranked) -> di
     return out
 
 
-def summarise(params: Params, records: list[dict], metric: str | None = None) -> dict:
+def summarise(params: Params, records: list[dict], metric: str | None = None,
+              majority: dict | None = None) -> dict:
+    """majority: the target's majority-class share of dev and test (evaluate), reported
+    where the metric is accuracy."""
     metric = primary_metric(records[0], metric)
     last = params.epochs[-1].id
     by_run: dict[tuple[str, int], list[dict]] = defaultdict(list)
@@ -72,6 +75,8 @@ def summarise(params: Params, records: list[dict], metric: str | None = None) ->
 
     summary: dict = {"target": params.target, "metric": metric, "epochs": len(params.epochs),
                      "seeds": len(params.seeds), "methods": {}}
+    if metric == "acc" and majority and majority.get("test") is not None:
+        summary["majority"] = majority
     finals: dict[str, list[float]] = {}
     # alpha.split dev_half: epochs are chosen on the dev part α was not fitted on
     select = "dev_select" if "dev_select" in records[0] else "dev"

@@ -74,6 +74,9 @@ def markdown(summary: dict, params: Params,
         lines.append(f"| {method} | {fmt(e['test'])} ± {fmt(e['test_std'])} | {fmt(e['dev'])} "
                      f"| {fmt(e['best_dev']['test'])} ± {fmt(e['best_dev']['test_std'])} "
                      f"| {per_seed} |")
+    if summary.get("majority"):
+        lines += ["", f"Majority class (always answering the target's most frequent class): "
+                  f"dev {fmt(summary['majority']['dev'])}, test {fmt(summary['majority']['test'])}."]
     for method, e in summary["methods"].items():
         if "diverged" in e:
             at = ", ".join(f"seed {s} in {ep}" for s, ep in e["diverged"].items())

@@ -71,7 +71,10 @@ def _caption(study: str, summary: dict, params: dict) -> str:
 def view_methods(study: str, summary: dict, params: dict) -> str:
     vs = summary.get("alphavil_vs") or {}
     k = sum(c["p_value"] is not None for c in vs.values())
-    lines = [_caption(study, summary, params), "",
+    floor = summary.get("majority")
+    lines = [_caption(study, summary, params) + (
+        f" Majority class (always its most frequent class): test {fmt(floor['test'])}, dev "
+        f"{fmt(floor['dev'])}." if floor else ""), "",
              "| method | final test (mean ± sd) | best-on-dev test | αVIL minus it (pp) "
              f"| 95% t CI | p (Holm, {k}) | αVIL ahead |", "|---|---|---|---|---|---|---|"]
     for m, e in summary["methods"].items():

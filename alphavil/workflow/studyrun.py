@@ -175,7 +175,8 @@ def queue(study: str, params: Params, seeds: list[int], stale: list[str],
                   {exp_name(study, s): [f"seeds=[{s}]"] for s in seeds}, params_path)
 
 
-def pooled(params: Params, per_seed: dict[int, dict], metric: str | None) -> dict:
+def pooled(params: Params, per_seed: dict[int, dict], metric: str | None,
+           majority: dict | None = None) -> dict:
     """Every seed's evaluation records pooled: summary, table and records, computed by
     alphavil.report exactly as the evaluate stage computes them for a run of all seeds."""
     from alphavil.report import curves, markdown, summarise  # imports matplotlib
@@ -183,7 +184,7 @@ def pooled(params: Params, per_seed: dict[int, dict], metric: str | None) -> dic
     methods, epochs = list(params.methods), ["base"] + [e.id for e in params.epochs]
     records = sorted((r for rs in per_seed.values() for r in rs), key=lambda r: (
         methods.index(r["method"]), params.seeds.index(r["seed"]), epochs.index(r["epoch"])))
-    summary = summarise(params, records, metric)
+    summary = summarise(params, records, metric, majority)
     _, aw = curves(params, records, summary["metric"])
     return {"summary": summary, "markdown": markdown(summary, params, aw), "records": records}
 
@@ -243,8 +244,8 @@ def run(path: Path, jobs: int) -> Path:
                 raise ParamsError(f"experiment {record['name']!r} ran other params than "
                                   f"{path}'s; `dvc exp remove {record['name']}` and run again")
         per_seed = {s: experiment_records(r) for s, r in done.items()}
-        metric = (done[params.seeds[0]]["metrics"] or {}).get("metric")
-        result = pooled(params, per_seed, metric)
+        first = done[params.seeds[0]]["metrics"] or {}
+        result = pooled(params, per_seed, first.get("metric"), first.get("majority"))
         header = f"# Written by `python -m alphavil.workflow.study run {path}`\n"
         write_results(out, {
             "params.yaml": header + yaml.safe_dump(params.dump(), sort_keys=False),
